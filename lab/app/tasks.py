@@ -1,0 +1,55 @@
+"""The tasks the scenarios run, each writing its own execution ledger.
+
+Contract: every execution writes `exec_start` and, if it returns, `exec_end`
+(with task id, name and a `key` naming the unit of work), so lost and
+duplicate work is counted from the journal without trusting the result
+backend. The chord callback writes `callback` with exactly what it received.
+"""
+
+from __future__ import annotations
+
+import time
+
+from lab.app.celery_app import app
+from lab.journal import write_event
+
+
+def _ledger(task, phase: str, key, **fields) -> None:
+    write_event(f"exec_{phase}", task_id=task.request.id, task=task.name, key=key,
+                retries=task.request.retries, redelivered=_redelivered(task), **fields)
+
+
+def _redelivered(task) -> bool | None:
+    info = getattr(task.request, "delivery_info", None) or {}
+    return info.get("redelivered")
+
+
+@app.task(bind=True, name="lab.member")
+def member(self, index: int, seconds: float = 0.0):
+    """A chord header member: sleeps, then returns its index."""
+    _ledger(self, "start", key=f"member-{index}", seconds=seconds)
+    time.sleep(seconds)
+    _ledger(self, "end", key=f"member-{index}")
+    return index
+
+
+@app.task(bind=True, name="lab.collect")
+def collect(self, results):
+    """A chord callback that records exactly what it received."""
+    write_event("callback", task_id=self.request.id, task=self.name, received=list(results))
+    return sorted(results)
+
+
+@app.task(bind=True, name="lab.sleep")
+def sleep(self, seconds: float, key: str = "sleep"):
+    _ledger(self, "start", key=key, seconds=seconds)
+    time.sleep(seconds)
+    _ledger(self, "end", key=key)
+    return key
+
+
+@app.task(bind=True, name="lab.churn")
+def churn(self, key: str = "churn"):
+    _ledger(self, "start", key=key)
+    _ledger(self, "end", key=key)
+    return key

@@ -1,0 +1,116 @@
+"""One cell, in a process of its own: `python -m lab.cellrun <spec.json>`.
+
+Contract: reads a CellSpec written by the runner (cell, service URLs,
+profile, paths), runs the scenario's attempts — each with a fresh worker,
+its own queue and journal —, judges each, aggregates, and appends exactly
+one ResultRecord to the run's results.jsonl. A scenario or checker that
+raises yields verdict `error` with the traceback (the lab failed, not
+Celery). A host that cannot run the configuration yields `n/a` with the
+reason. Workers are torn down after every attempt, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from lab import __version__, hostinfo, scenarios
+from lab.matrix import Cell
+from lab.reaper import REAPER
+from lab.results import ResultRecord, append_record
+from lab.scenarios.base import CellContext
+from lab.verdict import Outcome, Verdict, aggregate
+from lab.worker import WorkerCannotRun
+
+MAX_JOURNAL_EVENTS = 3000
+
+
+def profile_env(profile: dict[str, Any]) -> dict[str, str]:
+    env = {k: str(v) for k, v in (profile.get("env") or {}).items()}
+    if profile.get("settings"):
+        env["LAB_CELERY_SETTINGS"] = json.dumps(profile["settings"])
+    return env
+
+
+def run_attempt(scenario, cell: Cell, spec: dict, attempt: int, cell_dir: Path) -> tuple[Outcome, CellContext]:
+    workdir = cell_dir / f"attempt-{attempt}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    queue = f"lab.{spec['namespace']}.a{attempt}"
+    env = {"LAB_BROKER_URL": spec["broker_url"], "LAB_RESULT_BACKEND": spec["backend_url"],
+           "LAB_QUEUE": queue, **profile_env(spec.get("profile") or {})}
+    ctx = CellContext(cell=cell, attempt=attempt, workdir=workdir, queue=queue, worker_env=env,
+                      profile=spec.get("profile") or {}, seed=cell.seed * 100003 + attempt)
+    try:
+        reason = scenario.applies(ctx)
+        if reason:
+            return Outcome(Verdict.NA, reason, metrics={"key_figure": "n/a"}), ctx
+        obs = scenario.run(ctx)
+    except WorkerCannotRun as exc:
+        return Outcome(Verdict.NA, f"host cannot run this cell: {exc}", "host-condition"), ctx
+    except Exception:
+        return Outcome(Verdict.ERROR, "the lab failed while running the scenario", "lab-error",
+                       evidence={"traceback": traceback.format_exc()}), ctx
+    finally:
+        leftovers = ctx.teardown()
+        if leftovers:
+            ctx.notes.append(f"teardown killed {len(leftovers)} process(es): {leftovers}")
+    (workdir / "observations.json").write_text(json.dumps(obs, indent=2, default=str))
+    try:
+        return scenario.judge(obs), ctx
+    except Exception:
+        return Outcome(Verdict.ERROR, "the lab's checker failed", "lab-error",
+                       evidence={"traceback": traceback.format_exc()}), ctx
+
+
+def run_cell(spec: dict) -> ResultRecord:
+    cell = Cell.from_dict(spec["cell"])
+    run_dir = Path(spec["run_dir"])
+    cell_dir = run_dir / "cells" / cell.cell_id
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    scenario = scenarios.get(cell.scenario)
+    started, t0 = time.time(), time.monotonic()
+    outcomes, last_ctx = [], None
+    for attempt in range(1, cell.repeats + 1):
+        outcome, last_ctx = run_attempt(scenario, cell, spec, attempt, cell_dir)
+        outcomes.append(outcome)
+        if outcome.verdict in (Verdict.NA, Verdict.ERROR):
+            break
+    final = aggregate(outcomes)
+    notes = last_ctx.notes if last_ctx else []
+    logs = {}
+    if last_ctx:
+        for worker in last_ctx.workers:
+            logs[worker.name] = str(worker.log_path.relative_to(run_dir))
+        logs["journal"] = str(last_ctx.journal.relative_to(run_dir))
+    environment = {"services": spec.get("services", {}), "notes": notes,
+                   "workers": [w.environment for w in (last_ctx.workers if last_ctx else [])]}
+    return ResultRecord(
+        run_id=spec["run_id"], cell_id=cell.cell_id, cell=cell.to_dict(), outcome=final,
+        versions={**hostinfo.package_versions(), **spec.get("server_versions", {})},
+        host=hostinfo.host_facts(), environment=environment, started_at=started,
+        duration_s=round(time.monotonic() - t0, 3), logs=logs,
+        journal=(last_ctx.events()[:MAX_JOURNAL_EVENTS] if last_ctx else []),
+        faults=(last_ctx.faults() if last_ctx else []), seed=cell.seed,
+        rerun=spec.get("rerun", ""), lab_version=__version__,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = argv if argv is not None else sys.argv[1:]
+    spec = json.loads(Path(argv[0]).read_text())
+    REAPER.install()  # SIGTERM/SIGHUP from the runner unwind through teardown
+    record = run_cell(spec)
+    append_record(Path(spec["run_dir"]), record)
+    print(json.dumps({"cell_id": record.cell_id, "verdict": record.outcome.verdict.value,
+                      "summary": record.outcome.summary}))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""The `lab` command.
+
+Contract: thin click wrappers over the pipeline steps — plan (validate,
+expand, estimate), run-cells (one Celery version, inside its venv), report
+(records -> pages), validate, cleanup. Bad input exits 2 with the file, the
+field and the allowed values; a run whose cells ended in `error` exits 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from lab import __version__
+from lab.matrix import MatrixError, load_matrix
+
+REPORTS = Path("reports")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lab")
+def main() -> None:
+    """Celery lifecycle lab: real workers, real brokers, real signals."""
+
+
+@main.command()
+@click.argument("matrix")
+def validate(matrix: str) -> None:
+    """Check a matrix file (name in matrices/ or a path) and print its cells."""
+    try:
+        loaded = load_matrix(matrix)
+    except MatrixError as exc:
+        _fail(str(exc))
+    cells = loaded.cells()
+    click.echo(f"{loaded.path}: valid, {len(cells)} cell(s)")
+    for cell in cells:
+        click.echo(f"  {cell.cell_id}")
+
+
+@main.command()
+@click.option("--matrix", "matrix_name", default="default", show_default=True,
+              help="Matrix name in matrices/ or a path to a TOML file.")
+@click.option("--run-id", default=None, help="Run id (default: timestamp + random suffix).")
+@click.option("--reports", type=click.Path(path_type=Path), default=REPORTS, show_default=True)
+@click.option("--celery", "only_celery", multiple=True, help="Restrict to these Celery versions.")
+def plan(matrix_name: str, run_id: str | None, reports: Path, only_celery: tuple[str, ...]) -> None:
+    """Validate and expand a matrix; create the run directory and plan.json."""
+    from lab.plan import make_plan, write_plan
+    from lab.progress import fmt_duration
+    from lab.results import create_run_dir, new_run_id
+
+    try:
+        matrix = load_matrix(matrix_name)
+    except MatrixError as exc:
+        _fail(str(exc))
+    if only_celery:
+        unknown = sorted(set(only_celery) - set(matrix.celery))
+        if unknown:
+            _fail(f"--celery: {', '.join(unknown)} not in {matrix.path}; allowed: {', '.join(matrix.celery)}")
+        matrix.celery = [v for v in matrix.celery if v in only_celery]
+    run_id = run_id or new_run_id()
+    run_dir = create_run_dir(reports, run_id)
+    data = make_plan(matrix, run_id)
+    write_plan(run_dir, data)
+    click.echo(f"matrix {matrix.name}: {len(data['cells'])} cells over {len(matrix.celery)} Celery "
+               f"version(s), {matrix.lanes} lane(s); estimated {fmt_duration(data['estimate_s'])}")
+    click.echo(f"run dir: {run_dir}")
+
+
+@main.command("run-cells")
+@click.option("--run-dir", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True)
+@click.option("--celery", default=None, help="Only cells of this Celery version (the installed one).")
+@click.option("--only", multiple=True, help="Only these cell ids.")
+@click.option("--lanes", type=int, default=None, help="Parallel cells (default: the matrix's lanes).")
+def run_cells_cmd(run_dir: Path, celery: str | None, only: tuple[str, ...], lanes: int | None) -> None:
+    """Run planned cells inside the current (Celery) environment."""
+    from importlib import metadata
+
+    from lab.runner import run_cells
+
+    installed = metadata.version("celery")
+    if celery and celery != installed:
+        _fail(f"--celery {celery} but this environment has celery {installed}")
+    try:
+        run_cells(run_dir, celery or installed, list(only), lanes)
+    except KeyboardInterrupt:
+        _fail("interrupted; run the same command again to resume", 130)
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--baseline", type=click.Path(path_type=Path, exists=True), default=None,
+              help="A run dir (or results.jsonl) to diff against.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output dir (default: the run dir).")
+@click.option("--strict", is_flag=True, help="Exit 1 when any finding is not pass (and in junit.xml).")
+def report(run_dirs: tuple[Path, ...], baseline: Path | None, out: Path | None, strict: bool) -> None:
+    """Build the HTML report (and results.json, junit.xml, summary.md) from records."""
+    from lab.report import build_report, summary_rows
+    from lab.results import read_records
+
+    dirs = [Path(d) for d in run_dirs] or [REPORTS / "latest"]
+    for path in dirs:
+        if not path.exists():
+            _fail(f"{path}: no such run directory (run `nox -s matrix` first)")
+    out_dir = out or dirs[0].resolve()
+    index = build_report([d.resolve() for d in dirs], out_dir, baseline=baseline, strict=strict)
+    records = list(read_records(dirs))
+    _print_summary(summary_rows(records))
+    click.echo(f"report: {index}")
+    errors = sum(1 for r in records if r.outcome.verdict.value == "error")
+    findings = sum(1 for r in records if r.outcome.verdict.value not in ("pass", "n/a", "error"))
+    if errors:
+        _fail(f"{errors} cell(s) ended in `error` (the lab failed, not Celery); see the report", 1)
+    if strict and findings:
+        _fail(f"--strict: {findings} cell(s) with a finding other than pass", 1)
+
+
+def _print_summary(rows: list) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if not rows:
+        click.echo("no records")
+        return
+    table = Table(title="verdicts per scenario")
+    for header in rows[0]:
+        table.add_column(str(header))
+    for row in rows[1:]:
+        table.add_row(*[str(v) for v in row])
+    Console(width=120).print(table)
+
+
+@main.command()
+@click.option("--owner", default=None, help="Owner token (default: every lab-owned process).")
+def cleanup(owner: str | None) -> None:
+    """Kill processes the lab started and left behind (workers, brokers)."""
+    from lab.reaper import find_all_owned, kill_owned, kill_tree
+
+    procs = kill_owned(owner) if owner else kill_tree(find_all_owned())
+    click.echo(f"{len(procs)} process(es) survived SIGKILL" if procs else "nothing left running")
+
+
+if __name__ == "__main__":
+    main()

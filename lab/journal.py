@@ -1,0 +1,52 @@
+"""The append-only event journal a cell's worker processes write.
+
+Contract: `write_event` appends one JSON object per line with a single
+O_APPEND write, so the master and forked pool children can share the file
+without interleaving; every event carries pid, ppid, monotonic time
+(CLOCK_MONOTONIC, comparable across processes on one host) and wall time.
+`read_journal` tolerates a torn last line. Standard library only: the app
+under test imports it inside every Celery version's venv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+JOURNAL_ENV = "LAB_JOURNAL"
+
+
+def write_event(event: str, path: str | os.PathLike | None = None, **fields: Any) -> None:
+    path = path or os.environ.get(JOURNAL_ENV)
+    if not path:
+        return
+    record = {"event": event, "pid": os.getpid(), "ppid": os.getppid(),
+              "mono": time.monotonic(), "wall": time.time()}
+    record.update(fields)
+    line = (json.dumps(record, default=repr) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def read_journal(path: str | os.PathLike) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a torn line from a process killed mid-write
+    return events
+
+
+def select(events: list[dict[str, Any]], event: str, **match: Any) -> list[dict[str, Any]]:
+    return [e for e in events if e.get("event") == event
+            and all(e.get(k) == v for k, v in match.items())]

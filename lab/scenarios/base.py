@@ -1,0 +1,103 @@
+"""The one shape every scenario has, and the context it runs in.
+
+Contract: a scenario module defines a subclass of Scenario with
+  - `applies(ctx) -> str | None`: None, or the reason the cell is n/a,
+    decided by probing the installed Celery (a setting or signal exists),
+    never by comparing version numbers;
+  - `run(ctx) -> dict`: drives workload and faults against real workers
+    (ctx.worker(...)) and returns plain observations (JSON-able);
+  - `judge(obs) -> Outcome`: a pure function of the observations, so the
+    checker is unit-tested without a worker.
+The context owns every worker it made and tears them down after `run`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from lab.journal import read_journal
+from lab.matrix import Cell
+from lab.verdict import Outcome
+from lab.worker import WorkerController, WorkerSpec
+
+
+@dataclass
+class CellContext:
+    cell: Cell
+    attempt: int
+    workdir: Path
+    queue: str
+    worker_env: dict[str, str]
+    profile: dict[str, Any]
+    seed: int
+    workers: list[WorkerController] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    _client: Any = None
+
+    def client(self):
+        """A Celery app for sending tasks, configured like the workers."""
+        if self._client is None:
+            from lab.app.celery_app import make_app
+            self._client = make_app({**self.worker_env, "LAB_QUEUE": self.queue}, name="lab-client")
+        return self._client
+
+    @property
+    def journal(self) -> Path:
+        return self.workdir / "journal.jsonl"
+
+    @property
+    def rng(self) -> random.Random:
+        return random.Random(self.seed)
+
+    def worker(self, name: str = "worker", **overrides: Any) -> WorkerController:
+        spec = WorkerSpec(pool=self.cell.pool, concurrency=self.cell.concurrency,
+                          queue=self.queue, env=dict(self.worker_env))
+        for key, value in overrides.items():
+            setattr(spec, key, value)
+        controller = WorkerController(spec, self.workdir, self.journal, name=name)
+        self.workers.append(controller)
+        return controller
+
+    def events(self) -> list[dict]:
+        return read_journal(self.journal)
+
+    def wait_for(self, predicate: Callable[[list[dict]], Any], timeout: float,
+                 interval: float = 0.1) -> Any:
+        """Poll the journal until predicate(events) is truthy; its value or None."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate(self.events())
+            if value or time.monotonic() >= deadline:
+                return value or None
+            time.sleep(interval)
+
+    def teardown(self) -> list[dict]:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:
+                pass
+        leftovers = []
+        for controller in self.workers:
+            leftovers.extend(controller.teardown())
+        return leftovers
+
+    def faults(self) -> list[dict]:
+        return sorted((f for w in self.workers for f in w.faults), key=lambda f: f["mono"])
+
+
+class Scenario:
+    name = ""
+
+    def applies(self, ctx: CellContext) -> str | None:
+        return None
+
+    def run(self, ctx: CellContext) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def judge(self, obs: dict[str, Any]) -> Outcome:
+        raise NotImplementedError

@@ -1,0 +1,117 @@
+"""The one small interface every broker / result-backend provider implements.
+
+Contract: `Service.start()` returns only when the server answers on
+127.0.0.1 (or raises ServiceError with the log tail); `url_for(namespace, role)`
+returns a URL isolated to that namespace (its own database, vhost or key
+space) for the role "broker" or "backend"; `stop()` is idempotent and leaves no process; `restart()` keeps the
+port. Whoever calls start() owns the service and registers stop() with a
+Reaper. Servers are spawned with `spawn_server`, so they carry LAB_OWNER.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from lab.reaper import OWNER_ENV, owner_token
+
+
+class ServiceError(RuntimeError):
+    """A service could not be provided: a lab failure, never a finding."""
+
+
+@dataclass
+class Service:
+    kind: str                      # redis | postgres | rabbitmq | sqlite
+    provider: str = "local"        # url | container | local | embedded
+    host: str = "127.0.0.1"
+    port: int = 0
+    workdir: Path | None = None
+    version: str = ""
+    log_path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def start(self) -> "Service":
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def prepare(self, namespace: str) -> None:
+        """Create the namespace (database, vhost) a cell will use; idempotent."""
+
+    def url_for(self, namespace: str, role: str = "broker") -> str:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "provider": self.provider, "port": self.port,
+                "version": self.version, "log": str(self.log_path or ""), "notes": self.notes}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.05,
+               what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise ServiceError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def spawn_server(argv: list[str], log_path: Path, env: dict | None = None,
+                 cwd: Path | None = None, preexec=None) -> subprocess.Popen:
+    """Start a server in its own session, output to log_path, owned by the lab."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    full_env[OWNER_ENV] = owner_token()
+    log = open(log_path, "ab")
+    try:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=full_env, cwd=cwd, start_new_session=True, preexec_fn=preexec)
+    finally:
+        log.close()
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
+    """TERM the process group, then KILL it; reap the process."""
+    if proc is None or proc.poll() is not None:
+        return
+    for sig, wait in ((15, timeout), (9, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def log_tail(path: Path | None, lines: int = 20) -> str:
+    if not path or not Path(path).exists():
+        return "(no log)"
+    return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])

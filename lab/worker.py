@@ -1,0 +1,255 @@
+"""The worker controller: one real `celery worker` process group per instance.
+
+Contract: `WorkerController.start()` launches `python -m celery -A
+lab.app.celery_app worker ...` in its own session (pgid == pid), with the
+cell's environment, stdout+stderr to `<workdir>/<name>.log`. Readiness is the
+worker_ready journal event from the master, confirmed alive ~1 s later.
+Every signal, kill and exit is appended to `faults` with monotonic time.
+`teardown()` SIGKILLs whatever is left of the group and of processes carrying
+this worker's LAB_WORKER_ID, and returns what it had to kill. When /dev/shm
+is not writable (or shm="private"), the worker runs in a private mount
+namespace with its own tmpfs on /dev/shm; shm="readonly" mounts a read-only
+one (a hostile environment for scenarios).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from lab import hostinfo
+from lab.journal import JOURNAL_ENV, read_journal, select
+from lab.reaper import OWNER_ENV, owner_token
+
+WORKER_ID_ENV = "LAB_WORKER_ID"
+SHM_MODES = ("auto", "host", "private", "readonly")
+
+
+class WorkerCannotRun(RuntimeError):
+    """The host cannot run this worker configuration (the reason says why)."""
+
+
+@dataclass
+class WorkerSpec:
+    pool: str
+    concurrency: int = 2
+    queue: str = "celery"
+    env: dict[str, str] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
+    loglevel: str = "INFO"
+    shm: str = "auto"
+    python: str = sys.executable
+    app: str = "lab.app.celery_app"
+    quiet_startup: bool = True  # --without-gossip/mingle/heartbeat: faster, recorded
+
+    def argv(self, hostname: str) -> list[str]:
+        argv = [self.python, "-m", "celery", "-A", self.app, "worker", "-P", self.pool,
+                "-c", str(self.concurrency), "-l", self.loglevel, "-n", hostname,
+                "-Q", self.queue]
+        if self.quiet_startup:
+            argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+        return argv + list(self.extra_args)
+
+
+@dataclass
+class ExitInfo:
+    returncode: int | None         # None: still running after the bound
+    elapsed_s: float
+    signal_name: str | None = None
+
+    @property
+    def exited(self) -> bool:
+        return self.returncode is not None
+
+    def describe(self) -> str:
+        if self.returncode is None:
+            return f"still running after {self.elapsed_s:.1f}s"
+        if self.signal_name:
+            return f"killed by {self.signal_name} after {self.elapsed_s:.1f}s"
+        return f"exit {self.returncode} after {self.elapsed_s:.1f}s"
+
+
+class WorkerController:
+    def __init__(self, spec: WorkerSpec, workdir: Path, journal: Path, name: str = "worker"):
+        self.spec, self.workdir, self.journal, self.name = spec, Path(workdir), Path(journal), name
+        self.worker_id = f"{name}-{uuid.uuid4().hex[:8]}"
+        self.hostname = f"{self.worker_id}@lab"
+        self.log_path = self.workdir / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+        self.faults: list[dict] = []
+        self.environment: dict = {}
+        self.started_mono = 0.0
+
+    # -- start -------------------------------------------------------------
+    def _wrap_for_shm(self, argv: list[str]) -> list[str]:
+        mode = self.spec.shm
+        status = hostinfo.shm_status()
+        if mode == "auto":
+            mode = "private" if (self.spec.pool == "prefork" and status != "writable") else "host"
+        self.environment.update({"host_shm": status, "shm_mode": mode})
+        if mode == "host":
+            return argv
+        possible, reason = hostinfo.private_mount_namespace()
+        if not possible:
+            raise WorkerCannotRun(f"/dev/shm is {status} on this host and a private mount "
+                                  f"namespace cannot be made: {reason}")
+        opts = "size=64m,mode=1777" + (",ro" if mode == "readonly" else "")
+        script = f'mount -t tmpfs -o {opts} lab-shm /dev/shm && exec "$0" "$@"'
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script] + argv
+
+    def command(self) -> list[str]:
+        return self._wrap_for_shm(self.spec.argv(self.hostname))
+
+    def start(self) -> "WorkerController":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        argv = self.command()
+        env = dict(os.environ)
+        env.update(self.spec.env)
+        env.update({JOURNAL_ENV: str(self.journal), OWNER_ENV: owner_token(),
+                    WORKER_ID_ENV: self.worker_id, "PYTHONUNBUFFERED": "1"})
+        self.environment["argv"] = argv
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env, cwd=self.workdir,
+                                         start_new_session=True)
+        self.started_mono = time.monotonic()
+        self._fault("start", detail=" ".join(argv[-12:]))
+        return self
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise RuntimeError("worker not started")
+        return self.proc.pid
+
+    # -- observe -----------------------------------------------------------
+    def events(self) -> list[dict]:
+        return read_journal(self.journal)
+
+    def is_alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_ready(self, timeout: float = 60.0, confirm_s: float = 1.0) -> bool:
+        """True once worker_ready was journaled by this master and it lives on."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if select(self.events(), "worker_ready", pid=self.pid):
+                end = time.monotonic() + confirm_s
+                while time.monotonic() < end:
+                    if not self.is_alive():
+                        return False
+                    time.sleep(0.05)
+                return True
+            if not self.is_alive():
+                return False
+            time.sleep(0.05)
+        return False
+
+    def children(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def tree(self) -> list[dict]:
+        out = []
+        for proc in self.survivors(include_master=True):
+            try:
+                out.append({"pid": proc.pid, "ppid": proc.ppid(), "name": proc.name(),
+                            "status": proc.status(), "cmd": " ".join(proc.cmdline()[:6])})
+            except psutil.Error:
+                continue
+        return out
+
+    def survivors(self, include_master: bool = False) -> list[psutil.Process]:
+        """Live processes of this worker (by LAB_WORKER_ID), orphans included."""
+        found = []
+        for proc in psutil.process_iter(["pid"]):
+            if not include_master and self.proc and proc.pid == self.proc.pid:
+                continue
+            try:
+                if (proc.environ().get(WORKER_ID_ENV) == self.worker_id
+                        and proc.status() != psutil.STATUS_ZOMBIE):
+                    found.append(proc)
+            except (psutil.Error, OSError):
+                continue
+        return found
+
+    # -- act ---------------------------------------------------------------
+    def _fault(self, kind: str, **fields) -> dict:
+        entry = {"kind": kind, "mono": time.monotonic(), "wall": time.time(),
+                 "worker": self.name, **fields}
+        self.faults.append(entry)
+        return entry
+
+    def send(self, sig: int, target: str = "master") -> None:
+        """Deliver a real signal to the master, or to the whole process group."""
+        name = signal.Signals(sig).name
+        self._fault("signal", signal=name, target=target, pid=self.pid)
+        try:
+            if target == "group":
+                os.killpg(self.pid, sig)
+            else:
+                os.kill(self.pid, sig)
+        except ProcessLookupError:
+            self.faults[-1]["detail"] = "process already gone"
+
+    def kill_child(self, pid: int | None = None) -> int | None:
+        """SIGKILL one pool child (the given pid, or the first); its pid or None."""
+        kids = [c.pid for c in self.children() if c.pid != self.pid]
+        target = pid if pid in kids else (kids[0] if kids else None)
+        if target is not None:
+            self._fault("kill", signal="SIGKILL", target="child", pid=target)
+            try:
+                os.kill(target, signal.SIGKILL)
+            except ProcessLookupError:
+                self.faults[-1]["detail"] = "child already gone"
+        return target
+
+    def wait_exit(self, timeout: float) -> ExitInfo:
+        start = time.monotonic()
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return ExitInfo(None, time.monotonic() - start)
+        sig = signal.Signals(-code).name if code < 0 else None
+        self._fault("exit", returncode=code, signal=sig, pid=self.pid)
+        return ExitInfo(code, time.monotonic() - start, sig)
+
+    def teardown(self, timeout: float = 10.0) -> list[dict]:
+        """Kill everything left of this worker; return what had to be killed."""
+        killed = []
+        if self.proc is None:
+            return killed
+        for proc in self.survivors(include_master=True):
+            try:
+                killed.append({"pid": proc.pid, "name": proc.name(), "cmd": " ".join(proc.cmdline()[:6])})
+            except psutil.Error:
+                continue
+        if self.is_alive():
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for proc in self.survivors(include_master=True):
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        psutil.wait_procs(self.survivors(include_master=True), timeout=timeout)
+        return killed
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
