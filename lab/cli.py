@@ -102,7 +102,7 @@ def run_cells_cmd(run_dir: Path, celery: str | None, only: tuple[str, ...], lane
 @click.option("--strict", is_flag=True, help="Exit 1 when any finding is not pass (and in junit.xml).")
 def report(run_dirs: tuple[Path, ...], baseline: Path | None, out: Path | None, strict: bool) -> None:
     """Build the HTML report (and results.json, junit.xml, summary.md) from records."""
-    from lab.report import build_report, summary_rows
+    from lab.report import SUMMARY_HEADER, build_report, summary_rows
     from lab.results import read_records
 
     dirs = [Path(d) for d in run_dirs] or [REPORTS / "latest"]
@@ -112,7 +112,7 @@ def report(run_dirs: tuple[Path, ...], baseline: Path | None, out: Path | None, 
     out_dir = out or dirs[0].resolve()
     index = build_report([d.resolve() for d in dirs], out_dir, baseline=baseline, strict=strict)
     records = list(read_records(dirs))
-    _print_summary(summary_rows(records))
+    _print_summary([SUMMARY_HEADER, *summary_rows(records)])
     click.echo(f"report: {index}")
     errors = sum(1 for r in records if r.outcome.verdict.value == "error")
     findings = sum(1 for r in records if r.outcome.verdict.value not in ("pass", "n/a", "error"))
@@ -126,7 +126,7 @@ def _print_summary(rows: list) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    if not rows:
+    if len(rows) < 2:
         click.echo("no records")
         return
     table = Table(title="verdicts per scenario")

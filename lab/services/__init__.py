@@ -53,8 +53,11 @@ class UrlService(Service):
 
     def url_for(self, namespace: str, role: str = "broker") -> str:
         if self.kind == "postgres":
-            bare = self.url.split("+", 1)[-1] if "+" in self.url.split("://")[0] else self.url
-            return ("sqla+" if role == "broker" else "db+") + bare
+            scheme, rest = self.url.split("://", 1)
+            scheme = scheme.removeprefix("sqla+").removeprefix("db+")
+            if scheme == "postgresql":
+                scheme = "postgresql+psycopg2"  # SQLAlchemy 2.1 would pick psycopg 3
+            return ("sqla+" if role == "broker" else "db+") + f"{scheme}://{rest}"
         return self.url
 
 
@@ -115,6 +118,7 @@ class ServiceHub:
         self._shared: dict[str, Service] = {}
         self._owned: list[Service] = []
         self._lock = threading.Lock()
+        self._kind_locks: dict[str, threading.Lock] = {}
 
     def _start(self, kind: str, workdir: Path) -> Service:
         service = make_service(kind, workdir, choose_provider(kind, self.provider))
@@ -125,12 +129,11 @@ class ServiceHub:
 
     def _shared_service(self, kind: str) -> Service:
         with self._lock:
-            if kind in self._shared:
-                return self._shared[kind]
-        service = self._start(kind, self.workdir / kind)
-        with self._lock:
-            self._shared[kind] = service
-        return service
+            kind_lock = self._kind_locks.setdefault(kind, threading.Lock())
+        with kind_lock:  # one start per kind, however many lanes ask at once
+            if kind not in self._shared:
+                self._shared[kind] = self._start(kind, self.workdir / kind)
+            return self._shared[kind]
 
     def _service(self, kind: str, cell_dir: Path, cache: dict) -> Service:
         if kind in cache:

@@ -1,0 +1,202 @@
+"""The report's data model: what the pages show, with no HTML and no I/O.
+
+Contract: a `Report` holds the runs, one `Entry` per result record (each with
+a unique `slug`; its cell page is `cells/<slug>.html`) and one
+`ScenarioTable` per scenario: sections = (profile, mode), rows = Celery
+versions in version order, columns = (pool, broker), each table cell a
+`TableCell` holding its entries (and "not run" placeholders from plan.json).
+`key_figure(record)` is the short text of an overview cell:
+`metrics["key_figure"]`, else k/n of the headline rate, else "". Built by
+`lab.report.loader.load`. Standard library only (plus lab.*).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.results import ResultRecord
+from lab.verdict import SEVERITY, Verdict
+
+from lab.report.style import VERDICT_ORDER
+
+
+@dataclass
+class RunInfo:
+    run_dir: Path
+    run_id: str
+    plan: dict[str, Any]
+    records: int = 0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    host: dict[str, Any] = field(default_factory=dict)
+    lab_version: str = ""
+    matrix: str = ""
+    matrix_path: str = ""
+
+    @property
+    def wall_s(self) -> float:
+        return max(0.0, self.finished_at - self.started_at)
+
+    @property
+    def planned(self) -> int:
+        return len(self.plan.get("cells") or [])
+
+
+@dataclass
+class Entry:
+    """One result record as the report sees it."""
+
+    record: ResultRecord
+    run: RunInfo
+    slug: str = ""
+
+    @property
+    def cell(self) -> dict[str, Any]:
+        return self.record.cell
+
+    def axis(self, name: str) -> str:
+        return str(self.record.cell.get(name, ""))
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.record.outcome.verdict
+
+    @property
+    def page(self) -> str:
+        return f"cells/{self.slug}.html"
+
+    @property
+    def key_figure(self) -> str:
+        return key_figure(self.record)
+
+    @property
+    def signatures(self) -> list[str]:
+        """The headline signature and any other one seen in repeated attempts."""
+        names = [self.record.outcome.signature]
+        names += [r.get("signature") for r in rates(self.record)]
+        return [n for i, n in enumerate(names) if n and n not in names[:i]]
+
+
+@dataclass
+class TableCell:
+    entries: list[Entry] = field(default_factory=list)
+    planned: list[dict[str, Any]] = field(default_factory=list)
+    flip_from: str = ""
+
+    @property
+    def verdict(self) -> Verdict | None:
+        if not self.entries:
+            return None
+        return min((e.verdict for e in self.entries), key=SEVERITY.index)
+
+
+@dataclass
+class Flip:
+    column: tuple[str, str]
+    before: str
+    before_verdict: Verdict
+    after: str
+    after_verdict: Verdict
+
+
+@dataclass
+class Section:
+    profile: str
+    mode: str
+    rows: list[str] = field(default_factory=list)
+    columns: list[tuple[str, str]] = field(default_factory=list)
+    cells: dict[tuple[str, tuple[str, str]], TableCell] = field(default_factory=dict)
+    flips: list[Flip] = field(default_factory=list)
+
+    @property
+    def pool_groups(self) -> list[tuple[str, int]]:
+        groups: list[tuple[str, int]] = []
+        for pool, _ in self.columns:
+            if groups and groups[-1][0] == pool:
+                groups[-1] = (pool, groups[-1][1] + 1)
+            else:
+                groups.append((pool, 1))
+        return groups
+
+    def at(self, row: str, column: tuple[str, str]) -> TableCell:
+        return self.cells.get((row, column)) or TableCell()
+
+
+@dataclass
+class ScenarioTable:
+    name: str
+    description: str
+    sections: list[Section] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
+
+    @property
+    def page(self) -> str:
+        return f"scenario-{slugify(self.name)}.html"
+
+    @property
+    def counts(self) -> dict[Verdict, int]:
+        return count_verdicts(self.entries)
+
+    @property
+    def flips(self) -> list[tuple[Section, Flip]]:
+        return [(s, f) for s in self.sections for f in s.flips]
+
+
+@dataclass
+class SignatureSeen:
+    name: str
+    entries: list[Entry] = field(default_factory=list)
+    versions: list[str] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)   # versions tested, never seen
+    scenarios: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    runs: list[RunInfo]
+    entries: list[Entry]
+    scenarios: list[ScenarioTable]
+    signatures: list[SignatureSeen]
+
+    @property
+    def counts(self) -> dict[Verdict, int]:
+        return count_verdicts(self.entries)
+
+    @property
+    def wall_s(self) -> float:
+        return sum(run.wall_s for run in self.runs)
+
+
+def slugify(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "cell"
+
+
+def version_key(version: str) -> tuple:
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.\-+]", version))
+
+
+def count_verdicts(entries: list[Entry]) -> dict[Verdict, int]:
+    counts = Counter(e.verdict for e in entries)
+    return {v: counts[v] for v in VERDICT_ORDER if counts[v]}
+
+
+def rates(record: ResultRecord) -> list[dict[str, Any]]:
+    """metrics["rates"] of a repeated cell (only well-formed rows)."""
+    value = record.outcome.metrics.get("rates")
+    return [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
+
+
+def key_figure(record: ResultRecord) -> str:
+    """The short text shown in an overview cell."""
+    outcome = record.outcome
+    figure = outcome.metrics.get("key_figure")
+    if figure not in (None, ""):
+        return str(figure)
+    for rate in rates(record):
+        if rate.get("verdict") == outcome.verdict.value and rate.get("signature") == outcome.signature:
+            return f"{rate.get('k')}/{rate.get('n')}"
+    return ""

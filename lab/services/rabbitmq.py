@@ -1,0 +1,211 @@
+"""RabbitMQ on free loopback ports: a private node from the installed rabbitmq-server.
+
+Contract: `RabbitMQServer(workdir).start()` runs its own epmd (ERL_EPMD_PORT, a
+free port) and a node `lab-<port>@localhost` whose AMQP listener, distribution
+port and epmd are bound to 127.0.0.1, with mnesia, logs, config, cookie
+(HOME) and an empty plugin list all in `workdir`; /etc/rabbitmq is ignored, so
+the machine's own node (5672/4369) is neither used nor disturbed. It returns
+once the port answers an AMQP protocol header with a connection.start whose
+cluster_name is our node name (a stranger on the port never passes). The
+unwrapped scripts in /usr/lib/rabbitmq/bin are used: the Debian /usr/sbin
+wrappers `su rabbitmq` when run as root, and the node itself runs fine as root.
+`prepare(namespace)` adds vhost <namespace> (sanitised to [A-Za-z0-9_.-]) and
+gives guest full rights on it (idempotent, thread-safe); only the role
+"broker" exists. `stop()` stops the node (TERM, then KILL), then everything it
+spawned (erl_child_setup and inet_gethost sit in sessions of their own) and
+its epmd. `restart()` keeps the
+ports and the data (vhosts, durable queues).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import secrets
+import shutil
+import socket
+import string
+import struct
+import subprocess
+import threading
+from pathlib import Path
+
+import psutil
+
+from lab.services.base import (Service, ServiceError, free_port, log_tail, port_open,
+                               spawn_server, stop_process, wait_until)
+
+AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
+
+
+def find_rabbit_bindir() -> Path | None:
+    """A directory with the unwrapped rabbitmq-server and rabbitmqctl scripts."""
+    candidates = [Path("/usr/lib/rabbitmq/bin")]
+    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/rabbitmq/lib/rabbitmq_server-*/sbin"))]
+    if shutil.which("rabbitmq-server"):
+        candidates.append(Path(os.path.realpath(shutil.which("rabbitmq-server"))).parent)
+    for bindir in candidates:
+        script = bindir / "rabbitmq-server"
+        if script.exists() and (bindir / "rabbitmqctl").exists() \
+                and "su rabbitmq" not in script.read_text(errors="replace"):
+            return bindir
+    return None
+
+
+def find_epmd() -> str | None:
+    found = shutil.which("epmd") or sorted(glob.glob("/usr/lib/erlang/erts-*/bin/epmd"))
+    return found if isinstance(found, str) else (found[-1] if found else None)
+
+
+def vhost_name(namespace: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", namespace) or "lab"
+
+
+def amqp_handshake(host: str, port: int, timeout: float = 2.0, expect: bytes = b"") -> bool:
+    """Send the AMQP 0-9-1 protocol header; True if the reply is connection.start
+    (and its server properties contain `expect`, e.g. our node's cluster_name)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(AMQP_HEADER)
+            blob = b""
+            while len(blob) < 11 or len(blob) < 8 + struct.unpack(">I", blob[3:7])[0]:
+                data = sock.recv(4096)
+                if not data:
+                    return False
+                blob += data
+    except OSError:
+        return False
+    frame_type, channel, _size, class_id, method_id = struct.unpack(">BHIHH", blob[:11])
+    return (frame_type, channel, class_id, method_id) == (1, 0, 10, 10) and expect in blob
+
+
+class RabbitMQServer(Service):
+    def __init__(self, workdir: Path, bindir: Path | None = None):
+        bindir = bindir or find_rabbit_bindir()
+        epmd = find_epmd()
+        if not bindir or not epmd:
+            raise ServiceError("no rabbitmq-server/rabbitmqctl scripts or epmd found "
+                               "(apt-get install rabbitmq-server)")
+        super().__init__(kind="rabbitmq", provider="local", workdir=workdir)
+        self.bindir, self.epmd = Path(bindir), epmd
+        self.dist_port = self.epmd_port = 0
+        self.nodename = ""
+        self.proc: subprocess.Popen | None = None
+        self.epmd_proc: subprocess.Popen | None = None
+        self.spawned: list[psutil.Process] = []
+        self._lock = threading.Lock()          # cells prepare concurrently
+
+    def start(self) -> "RabbitMQServer":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        self.dist_port = self.dist_port or free_port()
+        self.epmd_port = self.epmd_port or free_port()
+        self.nodename = f"lab-{self.port}@localhost"
+        self.log_path = self.workdir / "rabbitmq.log"
+        self._write_files()
+        self.epmd_proc = spawn_server([self.epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
+                                      self.workdir / "epmd.log", env=self.env, cwd=self.workdir)
+        self.proc = spawn_server([str(self.bindir / "rabbitmq-server")], self.log_path,
+                                 env=self.env, cwd=self.workdir)
+        try:
+            wait_until(lambda: self._alive() and port_open(self.host, self.epmd_port), timeout=10,
+                       what=f"epmd on port {self.epmd_port}")
+            wait_until(lambda: self._alive() and self.answers(), timeout=90,
+                       interval=0.2, what=f"rabbitmq node {self.nodename} on port {self.port}")
+            self.spawned = self._descendants()
+            self.version = self.ctl("version").strip().splitlines()[-1]
+        except ServiceError as exc:
+            self.stop()
+            raise ServiceError(f"{exc}\n{log_tail(self.log_path)}") from None
+        return self
+
+    def answers(self) -> bool:
+        """Our node (not whatever else holds the port) completes an AMQP header exchange."""
+        return amqp_handshake(self.host, self.port, expect=self.nodename.encode())
+
+    @property
+    def env(self) -> dict:
+        w = self.workdir
+        return {
+            "HOME": str(w), "RABBITMQ_NODENAME": self.nodename, "RABBITMQ_USE_LONGNAME": "false",
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port), "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_MNESIA_BASE": str(w / "mnesia"), "RABBITMQ_LOG_BASE": str(w / "log"),
+            "RABBITMQ_CONFIG_FILE": str(w / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(w / "advanced.config"),
+            "RABBITMQ_CONF_ENV_FILE": str(w / "rabbitmq-env.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(w / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(w / "rabbitmq.pid"),
+            "RABBITMQ_CTL_DIST_PORT_MIN": "0", "RABBITMQ_CTL_DIST_PORT_MAX": "0",
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1} "
+                                                   "-start_epmd false",
+            "ERL_FLAGS": "", "ERL_AFLAGS": "", "ERL_ZFLAGS": "", "RABBITMQ_ALLOW_INPUT": "",
+        }
+
+    def _write_files(self) -> None:
+        w = self.workdir
+        (w / "rabbitmq.conf").write_text(f"listeners.tcp.1 = 127.0.0.1:{self.port}\n"
+                                         "log.console = false\nlog.file.level = info\n"
+                                         "loopback_users.guest = true\n"
+                                         f"cluster_name = {self.nodename}\n")
+        (w / "enabled_plugins").write_text("[].\n")
+        (w / "rabbitmq-env.conf").write_text("# private lab node: /etc/rabbitmq is not read\n")
+        cookie = w / ".erlang.cookie"
+        if not cookie.exists():
+            cookie.write_text("".join(secrets.choice(string.ascii_uppercase) for _ in range(20)))
+            cookie.chmod(0o400)
+
+    def _alive(self) -> bool:
+        for proc, what in ((self.proc, "rabbitmq-server"), (self.epmd_proc, "epmd")):
+            if proc and proc.poll() is not None:
+                raise ServiceError(f"{what} exited with {proc.returncode}")
+        return True
+
+    def _descendants(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.proc.pid).children(recursive=True)
+        except (psutil.NoSuchProcess, AttributeError):
+            return []
+
+    def ctl(self, *args: str, timeout: float = 60) -> str:
+        argv = [str(self.bindir / "rabbitmqctl"), "-n", self.nodename, *args]
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                                    env={**os.environ, **self.env}, cwd=self.workdir)
+        except subprocess.TimeoutExpired:
+            raise ServiceError(f"rabbitmqctl {' '.join(args)} timed out") from None
+        if result.returncode != 0:
+            raise ServiceError(f"rabbitmqctl {' '.join(args)} failed ({result.returncode}): "
+                               f"{(result.stderr or result.stdout).strip()[-1500:]}")
+        return result.stdout
+
+    def stop(self) -> None:
+        spawned = self.spawned + self._descendants()
+        stop_process(self.proc, timeout=15)
+        self.proc = None
+        leftovers = []
+        for proc in spawned:
+            try:
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    proc.kill()
+                    leftovers.append(proc)
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(leftovers, timeout=5)
+        self.spawned = []
+        stop_process(self.epmd_proc)
+        self.epmd_proc = None
+
+    def prepare(self, namespace: str) -> None:
+        vhost = vhost_name(namespace)
+        with self._lock:
+            if vhost not in self.ctl("list_vhosts", "--quiet", "--no-table-headers").split():
+                self.ctl("add_vhost", vhost)
+            self.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+
+    def url_for(self, namespace: str, role: str = "broker") -> str:
+        if role != "broker":
+            raise ServiceError(f"rabbitmq is a broker only, not a {role!r}")
+        return f"amqp://guest:guest@{self.host}:{self.port}/{vhost_name(namespace)}"
