@@ -2,13 +2,15 @@
 
 Contract: importing this module builds the app from the environment
 (lab.app.config), connects the journal signal handlers and registers the
-tasks. Clients build their own app with `make_app(environ)` from the same
+tasks, then the scenario's worker-side modules named in LAB_APP_MODULES.
+Clients build their own app with `make_app(environ)` from the same
 variables, so both sides agree on queues and settings; a client sends tasks
 by name and needs no task code.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Mapping
 
@@ -27,3 +29,18 @@ app = make_app()
 
 import lab.app.signals  # noqa: E402,F401 - connects journal handlers
 import lab.app.tasks  # noqa: E402,F401 - registers tasks
+
+
+def load_plugins(names: str) -> list[str]:
+    """Import worker-side modules a scenario asks for (LAB_APP_MODULES, comma-separated),
+    e.g. fault hooks on Celery signals; each must live under lab.app."""
+    loaded = []
+    for name in filter(None, (n.strip() for n in names.split(","))):
+        if not name.startswith("lab.app."):
+            raise ValueError(f"LAB_APP_MODULES: {name!r} must be a module under lab.app")
+        importlib.import_module(name)
+        loaded.append(name)
+    return loaded
+
+
+load_plugins(os.environ.get("LAB_APP_MODULES", ""))

@@ -1,23 +1,19 @@
-"""Redis, PostgreSQL and RabbitMQ in containers, through testcontainers (provider "container").
+"""Redis, PostgreSQL and RabbitMQ in containers through testcontainers (provider "container").
 
-Contract: `ContainerRedis(workdir)`, `ContainerPostgres(workdir)` and
-`ContainerRabbitMQ(workdir)` `.start()` one container with host networking
-(no bridge, no published port; Ryuk is switched off, cleanup is ours) whose
-server listens on 127.0.0.1 only, on free ports given on its command line or
-environment (redis: `--port P --bind 127.0.0.1`; postgres: `-p P -c
-listen_addresses=127.0.0.1`; rabbitmq: RABBITMQ_NODE_PORT and friends).
-start() returns once a real protocol check from the host answers on
-127.0.0.1:P (PING, psql `select 1`, AMQP connection.start) within
-`start_timeout`; else it removes the container and raises ServiceError with
-the log tail. The image is LAB_REDIS_IMAGE / LAB_POSTGRES_IMAGE /
-LAB_RABBITMQ_IMAGE when set (pulled if absent, nothing built), else
-`lab.services.images.build_image(kind)`; the engine is `docker_host` or
-DOCKER_HOST. Containers carry the label and the environment
-LAB_OWNER=<token>, so `lab.reaper.find_owned` sees their processes. `url_for`
-and `prepare` match the local providers' (same URLs, databases, vhosts: psql
-from the host, rabbitmqctl inside the container); `stop()` saves the log to
-workdir and removes the container (idempotent); `restart()` restarts the
-same container: same ports, data kept.
+Contract: `Container{Redis,Postgres,RabbitMQ}(workdir).start()` runs one
+container with host networking (no bridge, no published port, no Ryuk) whose
+server listens on 127.0.0.1 only, on free ports given on its command line
+(redis `--port P --bind 127.0.0.1`, postgres `-p P -c listen_addresses=...`)
+or environment (rabbitmq), and returns once a protocol check from the host
+answers on 127.0.0.1:P (PING, psql `select 1`, AMQP connection.start) within
+`start_timeout` -- else it removes the container and raises ServiceError with
+the log tail. Image: LAB_{REDIS,POSTGRES,RABBITMQ}_IMAGE when set (pulled if
+absent), else `images.build_image(kind)`; engine: `docker_host` or
+DOCKER_HOST. Containers carry the label and the environment LAB_OWNER, so
+`find_owned` sees their processes. `url_for`/`prepare` match the local
+providers' (psql from the host; rabbitmqctl in the container). `stop()` saves
+the log to workdir and removes the container (idempotent); `restart()`
+restarts the same container: same ports, data kept.
 """
 
 from __future__ import annotations
@@ -54,9 +50,7 @@ def _logs(container) -> str:
 class ContainerService(Service):
     """One server in one container; subclasses give its command and its check."""
 
-    IMAGE_ENV = ""
-
-    KIND = ""
+    KIND = IMAGE_ENV = ""
 
     def __init__(self, workdir: Path | None = None, image: str | None = None,
                  docker_host: str | None = None, start_timeout: float = 60.0):

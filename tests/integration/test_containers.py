@@ -5,8 +5,11 @@ missing it installs Debian's docker.io (only as root and with CI or
 LAB_INSTALL_DOCKER=1; otherwise the module is skipped with the reason), then
 starts a private `DockerEngine` (no bridge, no iptables: host networking
 only) and builds the lab/*-local images from installed binaries (nothing is
-pulled). Tests run in file order; the last one stops the engine and asserts
-that no container and no LAB_OWNER process is left. Every wait is bounded.
+pulled); dockerd and containerd carry the module's LAB_OWNER, each container
+the LAB_OWNER conftest gives its test (which fails a test that leaves a
+process with it). Tests run in file order; the last one stops the engine and
+asserts that no container and no process of any of these tokens is left.
+Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -90,7 +93,7 @@ def lab_docker():
             patch.setenv("DOCKER_HOST", engine.host)
             images = {kind: _timed(f"image build {kind}", build_image, kind, engine.host)
                       for kind in ("redis", "postgres") + (("rabbitmq",) if _has_rabbitmq() else ())}
-            yield SimpleNamespace(engine=engine, token=token, images=images)
+            yield SimpleNamespace(engine=engine, token=token, images=images, tokens={token})
         finally:
             engine.stop()
             kill_owned(token)  # last line of defence if a test failed half-way
@@ -102,10 +105,20 @@ def _client(lab_docker):
     return docker_client(lab_docker.engine.host, timeout=30)
 
 
+@pytest.fixture
+def lab(lab_docker, owner_token):
+    """The module's engine, with this test's LAB_OWNER (conftest's, per test) recorded."""
+    lab_docker.tokens.add(owner_token)
+    lab_docker.test_token = owner_token
+    return lab_docker
+
+
 def _our_containers(lab_docker) -> list:
+    """Containers, running or not, labelled with any LAB_OWNER token of this module."""
     client = _client(lab_docker)
     try:
-        return client.containers.list(all=True, filters={"label": f"lab.owner={lab_docker.token}"})
+        return [c for token in sorted(lab_docker.tokens)
+                for c in client.containers.list(all=True, filters={"label": f"lab.owner={token}"})]
     finally:
         client.close()
 
@@ -134,10 +147,10 @@ def test_images_are_local_and_idempotent(lab_docker):
         client.close()
 
 
-def test_container_redis(lab_docker, tmp_path):
+def test_container_redis(lab, tmp_path):
     from lab.services.containers import ContainerRedis
     from lab.services.redis import redis_command
-    redis = ContainerRedis(tmp_path / "redis", docker_host=lab_docker.engine.host, start_timeout=60)
+    redis = ContainerRedis(tmp_path / "redis", docker_host=lab.engine.host, start_timeout=60)
     try:
         _timed("container start redis", redis.start)
         port = redis.port
@@ -147,8 +160,8 @@ def test_container_redis(lab_docker, tmp_path):
         assert redis_command("127.0.0.1", port, "PING").startswith(b"+PONG")
         attrs = redis.container.get_wrapped_container().attrs
         assert attrs["HostConfig"]["NetworkMode"] == "host"
-        assert attrs["Config"]["Labels"]["lab.owner"] == lab_docker.token
-        owned = {p.name() for p in find_owned(lab_docker.token)}
+        assert attrs["Config"]["Labels"]["lab.owner"] == lab.test_token
+        owned = {p.name() for p in find_owned(lab.test_token)}
         assert "redis-server" in owned, f"the containerised server must carry LAB_OWNER: {owned}"
         _timed("container restart redis", redis.restart)
         assert redis.port == port and redis_command("127.0.0.1", port, "PING").startswith(b"+PONG")
@@ -156,13 +169,13 @@ def test_container_redis(lab_docker, tmp_path):
         redis.stop()
         redis.stop()  # idempotent
     assert not port_open("127.0.0.1", port)
-    assert not _our_containers(lab_docker)
+    assert not _our_containers(lab)
     assert "Ready to accept connections" in redis.log_path.read_text()
 
 
-def test_container_postgres(lab_docker, tmp_path):
+def test_container_postgres(lab, tmp_path):
     from lab.services.containers import ContainerPostgres
-    pg = ContainerPostgres(tmp_path / "pg", docker_host=lab_docker.engine.host, start_timeout=90)
+    pg = ContainerPostgres(tmp_path / "pg", docker_host=lab.engine.host, start_timeout=90)
     try:
         _timed("container start postgres", pg.start)
         port = pg.port
@@ -180,15 +193,15 @@ def test_container_postgres(lab_docker, tmp_path):
         pg.stop()
         pg.stop()
     assert not port_open("127.0.0.1", port)
-    assert not _our_containers(lab_docker)
+    assert not _our_containers(lab)
 
 
-def test_container_rabbitmq(lab_docker, tmp_path):
-    if "rabbitmq" not in lab_docker.images:
+def test_container_rabbitmq(lab, tmp_path):
+    if "rabbitmq" not in lab.images:
         pytest.skip("rabbitmq-server is not installed: no lab/rabbitmq-local image")
     from lab.services.containers import ContainerRabbitMQ
     from lab.services.rabbitmq import amqp_handshake
-    rabbit = ContainerRabbitMQ(tmp_path / "rabbit", docker_host=lab_docker.engine.host, start_timeout=120)
+    rabbit = ContainerRabbitMQ(tmp_path / "rabbit", docker_host=lab.engine.host, start_timeout=120)
     try:
         _timed("container start rabbitmq", rabbit.start)
         port = rabbit.port
@@ -199,39 +212,39 @@ def test_container_rabbitmq(lab_docker, tmp_path):
         assert rabbit.url_for("Cell-1.x") == f"amqp://guest:guest@127.0.0.1:{port}/Cell-1.x"
         assert "Cell-1.x" in rabbit.ctl("list_vhosts", "--quiet", "--no-table-headers").split()
         assert amqp_handshake("127.0.0.1", port, expect=f"lab-{port}@".encode())
-        owned = {p.name() for p in find_owned(lab_docker.token)}
+        owned = {p.name() for p in find_owned(lab.test_token)}
         assert "beam.smp" in owned, owned
         _timed("container restart rabbitmq", rabbit.restart)
         assert "Cell-1.x" in rabbit.ctl("list_vhosts", "--quiet", "--no-table-headers").split()
     finally:
         rabbit.stop()
     assert not port_open("127.0.0.1", port)
-    assert not _our_containers(lab_docker)
+    assert not _our_containers(lab)
 
 
-def test_image_override_skips_the_build(lab_docker, tmp_path, monkeypatch):
+def test_image_override_skips_the_build(lab, tmp_path, monkeypatch):
     from lab.services.containers import ContainerRedis
-    monkeypatch.setenv("LAB_REDIS_IMAGE", lab_docker.images["redis"])
-    redis = ContainerRedis(tmp_path / "redis", docker_host=lab_docker.engine.host)
+    monkeypatch.setenv("LAB_REDIS_IMAGE", lab.images["redis"])
+    redis = ContainerRedis(tmp_path / "redis", docker_host=lab.engine.host)
     try:
         redis.start()
-        assert redis.image == lab_docker.images["redis"]
+        assert redis.image == lab.images["redis"]
         assert any("LAB_REDIS_IMAGE" in note for note in redis.notes), redis.notes
     finally:
         redis.stop()
-    assert not _our_containers(lab_docker)
+    assert not _our_containers(lab)
 
 
-def test_failed_start_removes_the_container(lab_docker, tmp_path):
+def test_failed_start_removes_the_container(lab, tmp_path):
     from lab.services.containers import ContainerRedis
     # the postgres image has no redis-server: the container exits at once
-    broken = ContainerRedis(tmp_path / "broken", image=lab_docker.images["postgres"],
-                            docker_host=lab_docker.engine.host, start_timeout=30)
+    broken = ContainerRedis(tmp_path / "broken", image=lab.images["postgres"],
+                            docker_host=lab.engine.host, start_timeout=30)
     began = time.monotonic()
     with pytest.raises(ServiceError):
         broken.start()
     assert time.monotonic() - began < 30, "an exited container must fail fast, not wait out the timeout"
-    assert broken.container is None and not _our_containers(lab_docker)
+    assert broken.container is None and not _our_containers(lab)
 
 
 def test_engine_stop_leaves_nothing(lab_docker):
@@ -240,7 +253,7 @@ def test_engine_stop_leaves_nothing(lab_docker):
     root, started = engine.root, engine.started
     engine.stop()
     engine.stop()  # idempotent
-    left = [(p.pid, p.name()) for p in find_owned(lab_docker.token)]
+    left = [(p.pid, p.name()) for token in lab_docker.tokens for p in find_owned(token)]
     assert not left, f"processes still carrying LAB_OWNER: {left}"
     if started:
         assert not engine.leftovers() and not root.exists()
