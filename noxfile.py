@@ -29,7 +29,7 @@ nox.options.reuse_venv = "yes"
 nox.options.sessions = ["matrix"]
 
 ROOT = Path(__file__).parent
-REPORTS = ROOT / "reports"
+REPORTS = Path(os.environ.get("LAB_REPORTS_DIR", ROOT / "reports")).resolve()
 CELERY_EXTRAS = ["gevent==26.9.0", "eventlet==0.41.3", "psycopg2-binary==2.9.13"]
 TEST_CELERY = "5.6.2"
 
@@ -77,7 +77,8 @@ def matrix(session: nox.Session) -> None:
     _install_lab(session)
     run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     celery_args = [a for v in args.celery for a in ("--celery", v)]
-    session.run("lab", "plan", "--matrix", args.matrix, "--run-id", run_id, *celery_args)
+    session.run("lab", "plan", "--matrix", args.matrix, "--run-id", run_id, "--reports", str(REPORTS),
+                *celery_args)
     run_dir = REPORTS / "runs" / run_id
     plan = json.loads((run_dir / "plan.json").read_text())
     known = _celery_versions()
@@ -100,7 +101,7 @@ def _cells_session(version: str):
         if not args.run_dir:  # standalone rerun: plan this version only
             run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
             session.run("lab", "plan", "--matrix", args.matrix or "default", "--run-id", run_id,
-                        "--celery", version)
+                        "--reports", str(REPORTS), "--celery", version)
             args.run_dir = str(REPORTS / "runs" / run_id)
         plan = json.loads((Path(args.run_dir) / "plan.json").read_text())
         try:

@@ -8,6 +8,7 @@ field and the allowed values; a run whose cells ended in `error` exits 1.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import click
 from lab import __version__
 from lab.matrix import MatrixError, load_matrix
 
-REPORTS = Path("reports")
+REPORTS = Path(os.environ.get("LAB_REPORTS_DIR", "reports"))
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -139,12 +140,24 @@ def _print_summary(rows: list) -> None:
 
 @main.command()
 @click.option("--owner", default=None, help="Owner token (default: every lab-owned process).")
-def cleanup(owner: str | None) -> None:
+@click.option("--check", is_flag=True, help="Exit 1 if anything had to be killed (for CI).")
+def cleanup(owner: str | None, check: bool) -> None:
     """Kill processes the lab started and left behind (workers, brokers)."""
-    from lab.reaper import find_all_owned, kill_owned, kill_tree
+    from lab.reaper import find_all_owned, find_owned, kill_tree
 
-    procs = kill_owned(owner) if owner else kill_tree(find_all_owned())
-    click.echo(f"{len(procs)} process(es) survived SIGKILL" if procs else "nothing left running")
+    found = find_owned(owner) if owner else find_all_owned()
+    for proc in found:
+        try:
+            click.echo(f"left running: pid {proc.pid} {' '.join(proc.cmdline()[:6])}")
+        except Exception:
+            click.echo(f"left running: pid {proc.pid}")
+    survivors = kill_tree(found)
+    if survivors:
+        _fail(f"{len(survivors)} process(es) survived SIGKILL", 1)
+    if not found:
+        click.echo("nothing left running")
+    elif check:
+        _fail(f"{len(found)} lab process(es) were left running (killed now)", 1)
 
 
 if __name__ == "__main__":

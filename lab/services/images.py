@@ -62,7 +62,7 @@ def _pg_bindir() -> Path:
     return bindir
 
 
-def _rabbit_home() -> Path:
+def rabbitmq_home() -> Path:
     homes = sorted(glob.glob("/usr/lib/rabbitmq/lib/rabbitmq_server-*"))
     if not homes or not glob.glob("/usr/lib/erlang/erts-*/bin/beam.smp"):
         raise ServiceError("no rabbitmq-server and Erlang under /usr/lib to build lab/rabbitmq-local from "
@@ -77,7 +77,7 @@ def image_tag(kind: str) -> str:
     elif kind == "postgres":
         version = re.search(r"\)\s+(\d+(?:\.\d+)*)", _run([str(_pg_bindir() / "postgres"), "--version"])).group(1)
     elif kind == "rabbitmq":
-        version = _rabbit_home().name.split("-", 1)[1]
+        version = rabbitmq_home().name.split("-", 1)[1]
     else:
         raise ServiceError(f"no local image recipe for {kind!r} ({', '.join(RECIPES)})")
     return f"lab/{kind}-local:{version}"
@@ -211,7 +211,7 @@ def _is_elf(path: str) -> bool:
 
 def rabbitmq_rootfs() -> tuple[RootFS, list[str]]:
     """Erlang + RabbitMQ trees, their NIFs' libraries, and the tools their sh scripts call."""
-    fs, home = RootFS(), _rabbit_home()
+    fs, home = RootFS(), rabbitmq_home()
     trees = ["/usr/lib/erlang", str(home.parent.parent)]
     elves = [os.path.join(d, f) for t in trees for d, _, files in os.walk(t) for f in files
              if not os.path.islink(os.path.join(d, f)) and _is_elf(os.path.join(d, f))]

@@ -68,9 +68,9 @@ def _ensure_dockerd() -> None:
 
 
 def _has_rabbitmq() -> bool:
-    from lab.services.images import _rabbit_home
+    from lab.services.images import rabbitmq_home
     try:
-        return bool(_rabbit_home())
+        return bool(rabbitmq_home())
     except ServiceError:
         return False
 
@@ -106,7 +106,7 @@ def _client(lab_docker):
 
 
 @pytest.fixture
-def lab(lab_docker, owner_token):
+def docker_lab(lab_docker, owner_token):
     """The module's engine, with this test's LAB_OWNER (conftest's, per test) recorded."""
     lab_docker.tokens.add(owner_token)
     lab_docker.test_token = owner_token
@@ -147,10 +147,10 @@ def test_images_are_local_and_idempotent(lab_docker):
         client.close()
 
 
-def test_container_redis(lab, tmp_path):
+def test_container_redis(docker_lab, tmp_path):
     from lab.services.containers import ContainerRedis
     from lab.services.redis import redis_command
-    redis = ContainerRedis(tmp_path / "redis", docker_host=lab.engine.host, start_timeout=60)
+    redis = ContainerRedis(tmp_path / "redis", docker_host=docker_lab.engine.host, start_timeout=60)
     try:
         _timed("container start redis", redis.start)
         port = redis.port
@@ -160,8 +160,8 @@ def test_container_redis(lab, tmp_path):
         assert redis_command("127.0.0.1", port, "PING").startswith(b"+PONG")
         attrs = redis.container.get_wrapped_container().attrs
         assert attrs["HostConfig"]["NetworkMode"] == "host"
-        assert attrs["Config"]["Labels"]["lab.owner"] == lab.test_token
-        owned = {p.name() for p in find_owned(lab.test_token)}
+        assert attrs["Config"]["Labels"]["lab.owner"] == docker_lab.test_token
+        owned = {p.name() for p in find_owned(docker_lab.test_token)}
         assert "redis-server" in owned, f"the containerised server must carry LAB_OWNER: {owned}"
         _timed("container restart redis", redis.restart)
         assert redis.port == port and redis_command("127.0.0.1", port, "PING").startswith(b"+PONG")
@@ -169,21 +169,23 @@ def test_container_redis(lab, tmp_path):
         redis.stop()
         redis.stop()  # idempotent
     assert not port_open("127.0.0.1", port)
-    assert not _our_containers(lab)
+    assert not _our_containers(docker_lab)
     assert "Ready to accept connections" in redis.log_path.read_text()
 
 
-def test_container_postgres(lab, tmp_path):
+def test_container_postgres(docker_lab, tmp_path):
     from lab.services.containers import ContainerPostgres
-    pg = ContainerPostgres(tmp_path / "pg", docker_host=lab.engine.host, start_timeout=90)
+    from lab.services.postgres import SCHEMES
+    pg = ContainerPostgres(tmp_path / "pg", docker_host=docker_lab.engine.host, start_timeout=90)
     try:
         _timed("container start postgres", pg.start)
         port = pg.port
         assert pg.port != 5432 and pg.version[:1].isdigit()
         pg.prepare("Cell-1.x")
         pg.prepare("Cell-1.x")  # idempotent
-        assert pg.url_for("Cell-1.x", "broker") == f"sqla+postgresql://postgres@127.0.0.1:{port}/cell_1_x"
-        assert pg.url_for("Cell-1.x", "backend") == f"db+postgresql://postgres@127.0.0.1:{port}/cell_1_x"
+        for role in ("broker", "backend"):   # the local provider's shape: sqla+postgresql…, db+postgresql…
+            assert pg.url_for("Cell-1.x", role) == f"{SCHEMES[role]}://postgres@127.0.0.1:{port}/cell_1_x"
+            assert SCHEMES[role].startswith({"broker": "sqla+postgresql", "backend": "db+postgresql"}[role])
         assert pg.sql("select 1", database="cell_1_x") == "1"
         pg.sql("create table kept (x int); insert into kept values (42)", database="cell_1_x")
         assert pg.container.get_wrapped_container().attrs["HostConfig"]["NetworkMode"] == "host"
@@ -193,15 +195,15 @@ def test_container_postgres(lab, tmp_path):
         pg.stop()
         pg.stop()
     assert not port_open("127.0.0.1", port)
-    assert not _our_containers(lab)
+    assert not _our_containers(docker_lab)
 
 
-def test_container_rabbitmq(lab, tmp_path):
-    if "rabbitmq" not in lab.images:
+def test_container_rabbitmq(docker_lab, tmp_path):
+    if "rabbitmq" not in docker_lab.images:
         pytest.skip("rabbitmq-server is not installed: no lab/rabbitmq-local image")
     from lab.services.containers import ContainerRabbitMQ
     from lab.services.rabbitmq import amqp_handshake
-    rabbit = ContainerRabbitMQ(tmp_path / "rabbit", docker_host=lab.engine.host, start_timeout=120)
+    rabbit = ContainerRabbitMQ(tmp_path / "rabbit", docker_host=docker_lab.engine.host, start_timeout=120)
     try:
         _timed("container start rabbitmq", rabbit.start)
         port = rabbit.port
@@ -212,39 +214,39 @@ def test_container_rabbitmq(lab, tmp_path):
         assert rabbit.url_for("Cell-1.x") == f"amqp://guest:guest@127.0.0.1:{port}/Cell-1.x"
         assert "Cell-1.x" in rabbit.ctl("list_vhosts", "--quiet", "--no-table-headers").split()
         assert amqp_handshake("127.0.0.1", port, expect=f"lab-{port}@".encode())
-        owned = {p.name() for p in find_owned(lab.test_token)}
+        owned = {p.name() for p in find_owned(docker_lab.test_token)}
         assert "beam.smp" in owned, owned
         _timed("container restart rabbitmq", rabbit.restart)
         assert "Cell-1.x" in rabbit.ctl("list_vhosts", "--quiet", "--no-table-headers").split()
     finally:
         rabbit.stop()
     assert not port_open("127.0.0.1", port)
-    assert not _our_containers(lab)
+    assert not _our_containers(docker_lab)
 
 
-def test_image_override_skips_the_build(lab, tmp_path, monkeypatch):
+def test_image_override_skips_the_build(docker_lab, tmp_path, monkeypatch):
     from lab.services.containers import ContainerRedis
-    monkeypatch.setenv("LAB_REDIS_IMAGE", lab.images["redis"])
-    redis = ContainerRedis(tmp_path / "redis", docker_host=lab.engine.host)
+    monkeypatch.setenv("LAB_REDIS_IMAGE", docker_lab.images["redis"])
+    redis = ContainerRedis(tmp_path / "redis", docker_host=docker_lab.engine.host)
     try:
         redis.start()
-        assert redis.image == lab.images["redis"]
+        assert redis.image == docker_lab.images["redis"]
         assert any("LAB_REDIS_IMAGE" in note for note in redis.notes), redis.notes
     finally:
         redis.stop()
-    assert not _our_containers(lab)
+    assert not _our_containers(docker_lab)
 
 
-def test_failed_start_removes_the_container(lab, tmp_path):
+def test_failed_start_removes_the_container(docker_lab, tmp_path):
     from lab.services.containers import ContainerRedis
     # the postgres image has no redis-server: the container exits at once
-    broken = ContainerRedis(tmp_path / "broken", image=lab.images["postgres"],
-                            docker_host=lab.engine.host, start_timeout=30)
+    broken = ContainerRedis(tmp_path / "broken", image=docker_lab.images["postgres"],
+                            docker_host=docker_lab.engine.host, start_timeout=30)
     began = time.monotonic()
     with pytest.raises(ServiceError):
         broken.start()
     assert time.monotonic() - began < 30, "an exited container must fail fast, not wait out the timeout"
-    assert broken.container is None and not _our_containers(lab)
+    assert broken.container is None and not _our_containers(docker_lab)
 
 
 def test_engine_stop_leaves_nothing(lab_docker):

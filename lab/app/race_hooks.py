@@ -1,0 +1,159 @@
+"""Worker-side faults for the shutdown-race scenario, armed by LAB_RACE_* only.
+
+Contract: loaded into the master (and inherited by forked pool children)
+through LAB_APP_MODULES=lab.app.race_hooks. Nothing happens unless a
+LAB_RACE_* variable asks for it; every injection is journaled *before* it
+acts (a signal handler may raise and never give control back).
+
+  LAB_RACE_POINT        named point of pool repopulation where the master
+                        signals itself; the entry is Celery's own
+                        `worker_before_create_process` signal (sender: the pool):
+    before-create       in the receiver itself: the new process does not exist
+                        yet (a control: outside the race window);
+    registering         the new process is already in pool._pool but not yet
+                        forked (`_popen` is None): reached when the pool calls
+                        `_process_register_queues`, the line after the append;
+    up                  forked, but the pool has not yet tracked its sentinel
+                        (`_sentinel_poll` unset): reached at `on_process_up`.
+  LAB_RACE_SIGNAL       signal the master sends itself there (QUIT, TERM, ...).
+  LAB_RACE_KILL_CHILD   "1": SIGKILL the new child first (point `up` only).
+  LAB_RACE_SKIP         child creations after worker_ready to let pass first.
+  LAB_RACE_CHILD_INIT_SLEEP  "lo,hi": every pool child sleeps uniform(lo, hi)
+                        seconds in worker_process_init (slow start, seed 004).
+
+The named points after the receiver are reached with a one-shot profiler
+(sys.setprofile) that the receiver installs in the creating thread and that
+removes itself at the point or when the creation returns: Celery's code is
+neither patched nor wrapped. Standard library + celery only.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sys
+import threading
+import time
+
+from celery import signals
+
+from lab.journal import write_event
+
+POINTS = ("before-create", "registering", "up")
+TRAP_FUNCTION = {"registering": "_process_register_queues", "up": "on_process_up"}
+CREATOR = "_create_worker_process"
+
+POINT = os.environ.get("LAB_RACE_POINT", "")
+SIGNAL = os.environ.get("LAB_RACE_SIGNAL", "QUIT")
+KILL_CHILD = os.environ.get("LAB_RACE_KILL_CHILD", "") == "1"
+SKIP = int(os.environ.get("LAB_RACE_SKIP", "0") or 0)
+CHILD_INIT_SLEEP = os.environ.get("LAB_RACE_CHILD_INIT_SLEEP", "")
+
+_state = {"ready": False, "creations": 0, "fired": False, "master": os.getpid()}
+_lock = threading.Lock()
+
+
+def _safe(event: str, **fields) -> None:
+    try:
+        write_event(event, **fields)
+    except Exception:  # the journal must never change what is observed
+        pass
+
+
+def _signum(name: str) -> int:
+    name = name.upper()
+    return getattr(signal, name if name.startswith("SIG") else "SIG" + name)
+
+
+def _proc_state(pool, proc) -> dict:
+    if proc is None:
+        return {}
+    return {"child_pid": getattr(proc, "pid", None),
+            "in_pool": any(p is proc for p in getattr(pool, "_pool", []) or []),
+            "forked": getattr(proc, "_popen", None) is not None,
+            "sentinel_tracked": hasattr(proc, "_sentinel_poll")}
+
+
+def _fire(pool, point: str, proc=None) -> None:
+    """Journal, optionally kill the new child, then signal the master (self)."""
+    killed = None
+    if KILL_CHILD and proc is not None and getattr(proc, "pid", None):
+        killed = proc.pid
+    _safe("race_inject", point=point, signal=SIGNAL, kill_child=killed,
+          creation=_state["creations"], thread=threading.current_thread().name,
+          pool=type(pool).__name__, **_proc_state(pool, proc))
+    if killed:
+        try:
+            os.kill(killed, signal.SIGKILL)
+        except OSError:
+            pass
+    os.kill(os.getpid(), _signum(SIGNAL))
+    # Reached only if the signal handler returned normally (a warm flag, or a
+    # cold shutdown that did not raise): the pool goes on creating the child.
+    _safe("race_inject_returned", point=point, **_proc_state(pool, proc))
+
+
+def _arm_profiler(pool, point: str) -> None:
+    target = TRAP_FUNCTION[point]
+    creator = sys._getframe(0)
+    while creator is not None and creator.f_code.co_name != CREATOR:
+        creator = creator.f_back
+
+    def trap(frame, event, arg):
+        if event == "call" and frame.f_code.co_name == target:
+            sys.setprofile(None)
+            _fire(pool, point, frame.f_locals.get("proc") or frame.f_locals.get("w"))
+        elif event == "return" and frame is creator:
+            sys.setprofile(None)
+            _safe("race_point_missed", point=point, creation=_state["creations"])
+
+    sys.setprofile(trap)
+
+
+def _before_create(sender=None, **_):
+    with _lock:
+        if os.getpid() != _state["master"] or not _state["ready"] or _state["fired"]:
+            return
+        _state["creations"] += 1
+        if _state["creations"] <= SKIP:
+            return
+        _state["fired"] = True
+    if POINT == "before-create":
+        _fire(sender, POINT)
+    else:
+        _arm_profiler(sender, POINT)
+
+
+def _ready(sender=None, **_):
+    _state["ready"] = True
+
+
+def _slow_child(sender=None, **_):
+    lo, _, hi = CHILD_INIT_SLEEP.partition(",")
+    rng = random.Random(os.getpid() ^ int(time.time() * 1000))
+    seconds = rng.uniform(float(lo), float(hi or lo))
+    _safe("race_slow_child", sleep=round(seconds, 3))
+    time.sleep(seconds)
+
+
+def install() -> dict:
+    """Connect what the environment asks for; journal the configuration."""
+    config = {"point": POINT, "signal": SIGNAL, "kill_child": KILL_CHILD, "skip": SKIP,
+              "child_init_sleep": CHILD_INIT_SLEEP}
+    if POINT:
+        if POINT not in POINTS:
+            raise ValueError(f"LAB_RACE_POINT={POINT!r}; allowed: {', '.join(POINTS)}")
+        hook = getattr(signals, "worker_before_create_process", None)
+        if hook is None:
+            _safe("race_hook_missing", hook="worker_before_create_process", **config)
+        else:
+            hook.connect(_before_create, weak=False)
+            signals.worker_ready.connect(_ready, weak=False)
+    if CHILD_INIT_SLEEP:
+        signals.worker_process_init.connect(_slow_child, weak=False)
+    _safe("race_armed", **config)
+    return config
+
+
+install()

@@ -1,0 +1,3 @@
+"""e2e fixtures: the headless Chromium `browser` (see chromium.py)."""
+
+from chromium import browser  # noqa: F401
