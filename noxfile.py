@@ -122,6 +122,14 @@ for _version in _celery_versions():
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Print timing figures: smoke matrix wall time, venv time, start-to-ready per pool."""
+    _install_lab(session, "[test]")
+    session.install(*_celery_requirements(TEST_CELERY, {}))
+    session.run("python", "bench/bench_smoke.py", *session.posargs)
+
+
+@nox.session
 def report(session: nox.Session) -> None:
     """Rebuild the HTML report and machine-readable outputs from recorded results."""
     _install_lab(session)
