@@ -35,6 +35,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 
 from celery import signals
 
@@ -75,6 +76,10 @@ def _proc_state(pool, proc) -> dict:
             "sentinel_tracked": hasattr(proc, "_sentinel_poll")}
 
 
+def _checkpoint() -> None:
+    pass
+
+
 def _fire(pool, point: str, proc=None) -> None:
     """Journal, optionally kill the new child, then signal the master (self)."""
     killed = None
@@ -88,7 +93,14 @@ def _fire(pool, point: str, proc=None) -> None:
             os.kill(killed, signal.SIGKILL)
         except OSError:
             pass
-    os.kill(os.getpid(), _signum(SIGNAL))
+    try:
+        os.kill(os.getpid(), _signum(SIGNAL))
+        for _ in range(100):  # Python runs the handler at the next eval-breaker check:
+            _checkpoint()     # a call, here, inside this try, not in a journal write
+    except BaseException as exc:  # raised by Celery's handler, here: journal, re-raise
+        _safe("race_inject_raised", point=point, exception=repr(exc),
+              traceback="".join(traceback.format_exception(exc))[-4000:])
+        raise
     # Reached only if the signal handler returned normally (a warm flag, or a
     # cold shutdown that did not raise): the pool goes on creating the child.
     _safe("race_inject_returned", point=point, **_proc_state(pool, proc))

@@ -71,7 +71,7 @@ def choose_provider(kind: str, requested: str | None = None) -> str:
         return "url"
     if kind == "sqlite":
         return "embedded"
-    if kind in ("redis", "postgres") and os.environ.get("LAB_USE_DOCKER", "1") != "0":
+    if kind in ("redis", "postgres", "rabbitmq") and os.environ.get("LAB_USE_DOCKER", "1") != "0":
         from lab.services.docker_engine import docker_reachable
         if docker_reachable():
             return "container"
@@ -104,6 +104,9 @@ def make_service(kind: str, workdir: Path, provider: str) -> Service:
         from lab.services.postgres import PostgresServer
         return PostgresServer(workdir)
     if kind == "rabbitmq":
+        if provider == "container":
+            from lab.services.containers import ContainerRabbitMQ
+            return ContainerRabbitMQ(workdir)
         from lab.services.rabbitmq import RabbitMQServer
         return RabbitMQServer(workdir)
     raise ServiceError(f"unknown service kind {kind!r}")

@@ -75,7 +75,9 @@ class RedisServer(Service):
         self.log_path = self.workdir / "redis.log"
         argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no",
-                "--protected-mode", "no", "--databases", "16"]
+                "--protected-mode", "no", "--databases", "16",
+                # keep /proc/PID/environ (LAB_OWNER) readable: a retitled process loses it
+                "--set-proc-title", "no"]
         self.proc = spawn_server(argv, self.log_path)
         try:
             wait_until(self._pong, timeout=15, what=f"redis-server on port {self.port}")
