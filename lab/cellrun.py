@@ -37,6 +37,19 @@ def profile_env(profile: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+def unknown_settings_reason(profile: dict[str, Any]) -> str | None:
+    """n/a when the installed Celery does not know a setting the profile sets
+    (feature detection on celery.app.defaults, never a version comparison)."""
+    from celery.app.defaults import DEFAULTS
+
+    unknown = sorted(name for name in (profile.get("settings") or {}) if name not in DEFAULTS)
+    if unknown:
+        import celery
+        return (f"celery {celery.__version__} has no setting {', '.join(unknown)} "
+                f"(profile needs it)")
+    return None
+
+
 def run_attempt(scenario, cell: Cell, spec: dict, attempt: int, cell_dir: Path) -> tuple[Outcome, CellContext]:
     workdir = cell_dir / f"attempt-{attempt}"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -46,7 +59,7 @@ def run_attempt(scenario, cell: Cell, spec: dict, attempt: int, cell_dir: Path) 
     ctx = CellContext(cell=cell, attempt=attempt, workdir=workdir, queue=queue, worker_env=env,
                       profile=spec.get("profile") or {}, seed=cell.seed * 100003 + attempt)
     try:
-        reason = scenario.applies(ctx)
+        reason = unknown_settings_reason(ctx.profile) or scenario.applies(ctx)
         if reason:
             return Outcome(Verdict.NA, reason, metrics={"key_figure": "n/a"}), ctx
         obs = scenario.run(ctx)

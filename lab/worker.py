@@ -6,7 +6,10 @@ cell's environment, stdout+stderr to `<workdir>/<name>.log`. Readiness is the
 worker_ready journal event from the master, confirmed alive ~1 s later.
 Every signal, kill and exit is appended to `faults` with monotonic time.
 `teardown()` SIGKILLs whatever is left of the group and of processes carrying
-this worker's LAB_WORKER_ID, and returns what it had to kill. When /dev/shm
+this worker's LAB_WORKER_ID, and returns what it had to kill. `wrapper` is an
+argv prefix run inside the /dev/shm namespace (e.g. prlimit/setpriv for an
+unprivileged, resource-limited worker; a wrapper that forks means the
+worker_ready pid is not the Popen pid, so wait_ready() does not apply). When /dev/shm
 is not writable (or shm="private"), the worker runs in a private mount
 namespace with its own tmpfs on /dev/shm; shm="readonly" mounts a read-only
 one (a hostile environment for scenarios).
@@ -49,6 +52,7 @@ class WorkerSpec:
     python: str = sys.executable
     app: str = "lab.app.celery_app"
     quiet_startup: bool = True  # --without-gossip/mingle/heartbeat: faster, recorded
+    wrapper: list[str] = field(default_factory=list)  # argv prefix (prlimit, setpriv, sh -c ...)
 
     def argv(self, hostname: str) -> list[str]:
         argv = [self.python, "-m", "celery", "-A", self.app, "worker", "-P", self.pool,
@@ -56,7 +60,7 @@ class WorkerSpec:
                 "-Q", self.queue]
         if self.quiet_startup:
             argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-        return argv + list(self.extra_args)
+        return list(self.wrapper) + argv + list(self.extra_args)
 
 
 @dataclass

@@ -12,6 +12,7 @@ import json
 import os
 from typing import Any, Mapping
 
+VT_TRANSPORTS = ("redis", "rediss", "sqs")
 BOOL = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 # env var -> (celery setting, parser)
@@ -43,7 +44,9 @@ def settings_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, Any]
     for var, (name, parse) in NAMED.items():
         if environ.get(var, "") != "":
             settings[name] = parse(environ[var])
-    if environ.get("LAB_VISIBILITY_TIMEOUT"):
+    if environ.get("LAB_VISIBILITY_TIMEOUT") and str(settings["broker_url"]).startswith(VT_TRANSPORTS):
+        # only transports that understand it: kombu's SQL transport hands every
+        # transport option to SQLAlchemy's create_engine, which rejects it
         settings["broker_transport_options"]["visibility_timeout"] = float(environ["LAB_VISIBILITY_TIMEOUT"])
     if environ.get("LAB_CELERY_SETTINGS"):
         extra = json.loads(environ["LAB_CELERY_SETTINGS"])

@@ -44,6 +44,7 @@ from lab.journal import write_event
 POINTS = ("before-create", "registering", "up")
 TRAP_FUNCTION = {"registering": "_process_register_queues", "up": "on_process_up"}
 CREATOR = "_create_worker_process"
+STACK_DEPTH = 16
 
 POINT = os.environ.get("LAB_RACE_POINT", "")
 SIGNAL = os.environ.get("LAB_RACE_SIGNAL", "QUIT")
@@ -76,6 +77,16 @@ def _proc_state(pool, proc) -> dict:
             "sentinel_tracked": hasattr(proc, "_sentinel_poll")}
 
 
+def _stack() -> list[str]:
+    """Where the signal lands: the interrupted frames of the master, outermost first."""
+    try:
+        frames = traceback.extract_stack(sys._getframe(2))
+        return [f"{'/'.join(f.filename.split('/')[-2:])}:{f.lineno} {f.name}"
+                for f in frames][-STACK_DEPTH:]
+    except Exception as exc:  # evidence only: never disturb the injection
+        return [f"stack unavailable: {exc!r}"]
+
+
 def _checkpoint() -> None:
     pass
 
@@ -87,7 +98,7 @@ def _fire(pool, point: str, proc=None) -> None:
         killed = proc.pid
     _safe("race_inject", point=point, signal=SIGNAL, kill_child=killed,
           creation=_state["creations"], thread=threading.current_thread().name,
-          pool=type(pool).__name__, **_proc_state(pool, proc))
+          pool=type(pool).__name__, stack=_stack(), **_proc_state(pool, proc))
     if killed:
         try:
             os.kill(killed, signal.SIGKILL)
@@ -99,7 +110,7 @@ def _fire(pool, point: str, proc=None) -> None:
             _checkpoint()     # a call, here, inside this try, not in a journal write
     except BaseException as exc:  # raised by Celery's handler, here: journal, re-raise
         _safe("race_inject_raised", point=point, exception=repr(exc),
-              traceback="".join(traceback.format_exception(exc))[-4000:])
+              traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:])
         raise
     # Reached only if the signal handler returned normally (a warm flag, or a
     # cold shutdown that did not raise): the pool goes on creating the child.
@@ -115,10 +126,12 @@ def _arm_profiler(pool, point: str) -> None:
     def trap(frame, event, arg):
         if event == "call" and frame.f_code.co_name == target:
             sys.setprofile(None)
+            _state["fired"] = True
             _fire(pool, point, frame.f_locals.get("proc") or frame.f_locals.get("w"))
         elif event == "return" and frame is creator:
-            sys.setprofile(None)
-            _safe("race_point_missed", point=point, creation=_state["creations"])
+            sys.setprofile(None)  # the creation ended without the point: re-arm next time
+            _safe("race_point_missed", point=point, creation=_state["creations"],
+                  function=target)
 
     sys.setprofile(trap)
 
@@ -130,8 +143,8 @@ def _before_create(sender=None, **_):
         _state["creations"] += 1
         if _state["creations"] <= SKIP:
             return
-        _state["fired"] = True
     if POINT == "before-create":
+        _state["fired"] = True
         _fire(sender, POINT)
     else:
         _arm_profiler(sender, POINT)

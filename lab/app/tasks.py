@@ -8,6 +8,7 @@ backend. The chord callback writes `callback` with exactly what it received.
 
 from __future__ import annotations
 
+import os
 import time
 
 from lab.app.celery_app import app
@@ -24,12 +25,26 @@ def _redelivered(task) -> bool | None:
     return info.get("redelivered")
 
 
+def _work(seconds: float) -> bool:
+    """Sleep `seconds`; True if cut short by a finalize-on-shutdown flag."""
+    if not os.environ.get("LAB_FINALIZE"):
+        time.sleep(seconds)
+        return False
+    from lab.app.finalize import shutdown_requested
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if shutdown_requested():
+            return True
+        time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+    return False
+
+
 @app.task(bind=True, name="lab.member")
 def member(self, index: int, seconds: float = 0.0):
-    """A chord header member: sleeps, then returns its index."""
+    """A chord header member: works `seconds`, then returns its index."""
     _ledger(self, "start", key=f"member-{index}", seconds=seconds)
-    time.sleep(seconds)
-    _ledger(self, "end", key=f"member-{index}")
+    partial = _work(seconds)
+    _ledger(self, "end", key=f"member-{index}", partial=partial)
     return index
 
 

@@ -28,6 +28,11 @@ def test_settings_from_env():
     assert s["worker_soft_shutdown_timeout"] == 5
 
 
+def test_visibility_timeout_only_for_transports_that_know_it():
+    sql = settings_from_env({"LAB_BROKER_URL": "sqla+sqlite:///x", "LAB_VISIBILITY_TIMEOUT": "30"})
+    assert sql["broker_transport_options"] == {}
+
+
 def test_settings_reject_non_object_json():
     with pytest.raises(ValueError, match="JSON object"):
         settings_from_env({"LAB_CELERY_SETTINGS": "[1]"})

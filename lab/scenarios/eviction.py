@@ -1,0 +1,154 @@
+"""eviction: a Kubernetes pod eviction with a chord in flight (seed 001).
+
+Contract. Workload: a chord of MEMBERS members — short ones and one long
+member that is running when the fault hits — and a callback that journals
+exactly what it received. Fault: SIGTERM to the master, a scaled-down grace
+period, SIGKILL to the whole process group (lab.faults.apply_eviction); a
+replacement worker starts at SIGTERM, as a ReplicaSet would. Observations:
+the ledger (every member execution, every callback), the old worker's exit,
+broker snapshots right after the SIGKILL and when the prompt window closes.
+Checker:
+  pass       callback once, correct input, within the prompt budget after the
+             replacement is ready (or before the kill: finalized in grace);
+  stall      callback late (seconds and ratio to the visibility timeout), or —
+             in mode "verdict" — not yet, with the in-flight message observed
+             parked in Redis's unacked set (measured only in "measure-stall");
+  lost       no callback by the deadline and the message is nowhere that
+             returns it; duplicate: a member completed twice, a second
+             callback, or a callback with wrong input (combined with stall).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from lab.faults import EvictionPlan, apply_eviction
+from lab.scenarios.base import CellContext, Scenario
+from lab.scenarios.broker_snapshot import describe, snapshot
+from lab.scenarios.chord_workload import callback_verdict_facts, ledger, send_chord
+from lab.scenarios.observe import exit_observation, judge_start_failure
+from lab.verdict import Outcome, Verdict
+
+MEMBERS = 4
+SHORT_S, LONG_S = 0.3, 10.0
+LONG_KEY = f"member-{MEMBERS - 1}"
+VISIBILITY_TIMEOUT_S = 20.0
+PROMPT_SLACK_S = 8.0        # re-run must start within this after the replacement is ready
+STALL_WAIT_S = VISIBILITY_TIMEOUT_S + 130.0  # VT + kombu's ~100 s restore cadence + margin
+PLAN = EvictionPlan(grace_s=4.0, production_grace_s=60.0)
+
+
+class Eviction(Scenario):
+    name = "eviction"
+
+    def applies(self, ctx: CellContext) -> str | None:
+        return None
+
+    def run(self, ctx: CellContext) -> dict[str, Any]:
+        ctx.worker_env.setdefault("LAB_VISIBILITY_TIMEOUT", str(VISIBILITY_TIMEOUT_S))
+        old = ctx.worker("old").start()
+        obs: dict[str, Any] = {"mode": ctx.cell.mode, "vt_s": VISIBILITY_TIMEOUT_S, "long_s": LONG_S,
+                               "plan": PLAN.to_dict(), "ready": old.wait_ready(60)}
+        if not obs["ready"]:
+            obs.update(exit_observation(old, bound=5.0))
+            return obs
+        ids = send_chord(ctx, [SHORT_S] * (MEMBERS - 1) + [LONG_S])
+        long_id = ids[-1] if ids else None
+        in_flight = ctx.wait_for(lambda ev: (ledger(ev).starts.get(LONG_KEY) and all(
+            ledger(ev).completions(f"member-{i}") for i in range(MEMBERS - 1))), 30)
+        obs["long_in_flight"] = bool(in_flight)
+        replacement = ctx.worker("replacement")
+        eviction = apply_eviction(old, PLAN, on_sigterm=replacement.start)
+        term = eviction["sigterm_mono"]
+        obs.update({k: v for k, v in eviction.items() if k != "plan"})
+        obs["snapshot_after_kill"] = snapshot(ctx.worker_env["LAB_BROKER_URL"], ctx.queue, ids)
+        obs["old_log_tail"] = "\n".join(old.log_text().splitlines()[-15:])
+        obs["replacement_ready"] = replacement.wait_ready(60, confirm_s=0.2)
+        ready_at = time.monotonic()
+        obs["replacement_ready_after_term_s"] = round(ready_at - term, 3)
+        window_end = ready_at + PROMPT_SLACK_S
+        fired = ctx.wait_for(lambda ev: ledger(ev).callbacks or self._rerun_started(ev, term),
+                             max(0.0, window_end - time.monotonic()))
+        if fired and not ledger(ctx.events()).callbacks:  # re-run started: let it finish
+            ctx.wait_for(lambda ev: ledger(ev).callbacks, LONG_S + PROMPT_SLACK_S)
+        obs["snapshot_at_window"] = snapshot(ctx.worker_env["LAB_BROKER_URL"], ctx.queue, ids)
+        if ctx.cell.mode == "measure-stall" and not ledger(ctx.events()).callbacks:
+            ctx.wait_for(lambda ev: ledger(ev).callbacks, STALL_WAIT_S)
+        time.sleep(1.0)  # a duplicate callback, if any, has a moment to show
+        obs["observed_until_s"] = round(time.monotonic() - term, 3)
+        obs.update(self._relative(ledger(ctx.events()).to_obs(), term))
+        obs["long_id"], obs["member_ids"] = long_id, ids
+        obs["where"] = describe(obs["snapshot_after_kill"], long_id)
+        return obs
+
+    @staticmethod
+    def _rerun_started(events: list[dict], term: float) -> bool:
+        return any(e["mono"] > term for e in ledger(events).starts.get(LONG_KEY, []))
+
+    @staticmethod
+    def _relative(led: dict[str, Any], term: float) -> dict[str, Any]:
+        """Journal times as seconds since SIGTERM (negative: before it)."""
+        rel = lambda xs: [round(x - term, 3) for x in xs]  # noqa: E731
+        led["member_starts"] = {k: rel(v) for k, v in led["member_starts"].items()}
+        led["member_ends"] = {k: rel(v) for k, v in led["member_ends"].items()}
+        led["callbacks"] = [{**c, "t": round(c["mono"] - term, 3)} for c in led["callbacks"]]
+        return led
+
+    def judge(self, obs: dict[str, Any]) -> Outcome:
+        if not obs["ready"]:
+            return judge_start_failure(obs)
+        facts = callback_verdict_facts(obs, MEMBERS)
+        vt = obs["vt_s"]
+        callbacks = obs.get("callbacks") or []
+        first_t = callbacks[0]["t"] if callbacks else None
+        reruns = [t for t in obs.get("member_starts", {}).get(LONG_KEY, []) if t > 0]
+        budget = obs["replacement_ready_after_term_s"] + obs["long_s"] + PROMPT_SLACK_S
+        metrics = {"callback_after_sigterm_s": first_t, "rerun_after_sigterm_s": reruns[0] if reruns else None,
+                   "replacement_ready_after_term_s": obs["replacement_ready_after_term_s"],
+                   "exited_in_grace": obs["exited_in_grace"], "old_exit": obs["old_exit"],
+                   "grace_s": obs["plan"]["grace_s"], "production_grace_s": obs["plan"]["production_grace_s"],
+                   "visibility_timeout_s": vt, "budget_s": round(budget, 1), "mode": obs["mode"],
+                   "observed_until_s": obs["observed_until_s"], "callbacks_fired": facts["fired"],
+                   "long_member_completions": len(obs.get("member_ends", {}).get(LONG_KEY, []))}
+        evidence = {"snapshot_after_kill": repr(obs["snapshot_after_kill"]),
+                    "snapshot_at_window": repr(obs["snapshot_at_window"]),
+                    "where_after_kill": obs["where"], "callback_input": repr([c["received"] for c in callbacks]),
+                    "old_worker": f"{obs['old_exit']}; exited by itself within grace: {obs['exited_in_grace']}",
+                    "old_log_tail": obs.get("old_log_tail", "")}
+        late = first_t is not None and first_t > budget
+        if late:
+            metrics["stall_s"] = round(first_t, 1)
+            metrics["stall_vt_ratio"] = round(first_t / vt, 2)
+        if facts["fired"] > 1 or facts["wrong_inputs"] or facts["duplicate_members"]:
+            what = (f"callback fired {facts['fired']}x" if facts["fired"] > 1 else
+                    f"callback input {facts['wrong_inputs'][0]}" if facts["wrong_inputs"] else
+                    f"members completed twice: {facts['duplicate_members']}")
+            metrics["key_figure"] = "late duplicate" if late else "duplicate"
+            return Outcome(Verdict.DUPLICATE, what + (f", {first_t:.0f}s after SIGTERM" if late else ""),
+                           None, metrics, evidence, also=["stall"] if late else [])
+        if facts["fired"] == 1 and not late:
+            metrics["key_figure"] = f"pass {first_t:.0f}s"
+            how = "finalized within the grace" if first_t <= obs["plan"]["grace_s"] else (
+                f"long member re-ran {reruns[0]:.1f}s after SIGTERM" if reruns else "no re-run needed")
+            return Outcome(Verdict.PASS, f"callback once with correct input {first_t:.1f}s after SIGTERM ({how})",
+                           None, metrics, evidence)
+        if late:
+            metrics["key_figure"] = f"stall {first_t:.0f}s ({first_t / vt:.1f}x VT)"
+            return Outcome(Verdict.STALL, f"callback fired {first_t:.0f}s after SIGTERM "
+                           f"({first_t / vt:.1f}x the {vt:.0f}s visibility timeout; budget {budget:.0f}s)",
+                           "visibility-timeout-stall", metrics, evidence)
+        parked_redis = obs["long_id"] in obs["snapshot_at_window"].get("parked_task_ids", []) \
+            and "unacked" in obs["snapshot_at_window"]
+        if parked_redis and obs["mode"] != "measure-stall":
+            metrics["key_figure"] = f"stall >={vt:.0f}s (parked)"
+            return Outcome(Verdict.STALL, f"no callback {obs['observed_until_s']:.0f}s after SIGTERM; the in-flight "
+                           f"member is parked in Redis's unacked set, so it returns only after the {vt:.0f}s "
+                           "visibility timeout (duration not measured in mode 'verdict')",
+                           "visibility-timeout-stall", metrics, evidence)
+        metrics["key_figure"] = "lost"
+        return Outcome(Verdict.LOST, f"no callback within {obs['observed_until_s']:.0f}s of SIGTERM; "
+                       f"after the kill: {obs['where']}", None, metrics, evidence)
+
+
+SCENARIO = Eviction()

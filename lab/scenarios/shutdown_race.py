@@ -1,0 +1,253 @@
+"""shutdown-race: shutdown signals racing pool repopulation (seeds 000, 003, 004).
+
+Contract: one attempt is one real worker run with --max-tasks-per-child=1 and
+a flood of instant tasks, so prefork children are replaced continuously
+(on other pools the option does not apply: same flood, same signals, and the
+outcome says so). The profile's signal plan (race_faults.signal_plan: TERM,
+QUIT, TERM then QUIT, TERM with REMAP_SIGTERM=SIGQUIT) is delivered as the
+mode says:
+  random              by the driver at a seeded random 1-4 s after ready (the
+                      seed's method);
+  targeted[@point]    by the master to itself at a named point of
+                      repopulation, reached through worker_before_create_process
+                      (default point `up`: forked, sentinel not yet tracked);
+  targeted+kill-child the same at `up`, after SIGKILLing the new child;
+  slow-start          by the driver at 1-4 s, while children start slower than
+                      worker_proc_alive_timeout (so the master kills them).
+Later signals of a plan follow after a seeded 0.2-1 s. Checker, from exit
+status, log, journal and process table, most specific first:
+  bug   a bug signature in the log (_sentinel_poll AttributeError, assertion in
+        verify_process_alive, Unrecoverable error <Type>@frame, any unknown
+        traceback, 'Timed out waiting for UP message' unless slow-start
+        provoked it), an exception Celery's signal handler raised at the
+        injection point that the log never shows (swallowed:<Type>@frame), a
+        pool process reaped before it was started, orphaned children, or a
+        non-zero exit;
+  hang  no exit within the shutdown bound;
+  pass  clean shutdown.
+n/a: targeted and slow-start on pools without children, targeted where
+celery.signals lacks worker_before_create_process, slow-start where the
+worker_proc_alive_timeout setting does not exist, or a targeted point never
+reached in the bound while children churned.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from lab import catalog, signatures
+from lab.scenarios.base import CellContext, Scenario
+from lab.scenarios.observe import exit_observation, judge_start_failure
+from lab.scenarios.race_faults import (RANDOM_WINDOW_S, SECOND_SIGNAL_DELAY_S, UP_TIMEOUT, JournalTail,
+                                       Kind, Mode, race_matches, signal_plan, worker_env)
+from lab.verdict import Outcome, Verdict
+
+READY_TIMEOUT = 60.0
+TARGET_TIMEOUT = 20.0     # churn this long for the named point before calling it unreachable
+SHUTDOWN_TIMEOUT = 20.0   # after the last signal
+BATCH, LOW_WATER = 20, 30  # keep at least LOW_WATER tasks queued
+SHUTDOWN_EXC = ("WorkerTerminate", "WorkerShutdown", "SystemExit", "KeyboardInterrupt")
+_SIGNUM = {"TERM": 15, "QUIT": 3, "INT": 2, "KILL": 9}
+
+
+class ShutdownRace(Scenario):
+    name = "shutdown-race"
+
+    def __init__(self) -> None:
+        self._cell_t0: dict[str, float] = {}
+
+    def applies(self, ctx: CellContext) -> str | None:
+        mode = Mode.parse(ctx.cell.mode)
+        if mode.kind == Kind.RANDOM:
+            return None
+        if ctx.cell.pool not in catalog.POOLS_WITH_CHILDREN:
+            return (f"{ctx.cell.mode} needs pool child processes; the {ctx.cell.pool} pool has none, "
+                    "so pool repopulation never happens (mode random runs the same flood and signals here)")
+        if mode.kind == Kind.TARGETED:
+            import celery.signals
+            if not hasattr(celery.signals, "worker_before_create_process"):
+                return ("celery.signals has no worker_before_create_process: the named point of "
+                        "repopulation cannot be reached through Celery's own hook")
+        if mode.kind == Kind.SLOW_START:
+            from celery.app.defaults import NAMESPACES
+            if "proc_alive_timeout" not in NAMESPACES["worker"]:
+                return "this Celery has no worker_proc_alive_timeout setting to start children slower than"
+        return None
+
+    # -- drive ---------------------------------------------------------------
+    def run(self, ctx: CellContext) -> dict[str, Any]:
+        t0 = time.monotonic()
+        key = str(ctx.workdir.parent)  # the cell's directory: attempts run in order, in one process
+        if ctx.attempt == 1 or key not in self._cell_t0:
+            self._cell_t0[key] = t0
+        cell_t0 = self._cell_t0[key]
+        mode, plan, rng = Mode.parse(ctx.cell.mode), signal_plan(ctx.worker_env), ctx.rng
+        skip = rng.randint(1, 2 * ctx.cell.concurrency)
+        fire_at = rng.uniform(*RANDOM_WINDOW_S)
+        delays = [round(rng.uniform(*SECOND_SIGNAL_DELAY_S), 3) for _ in plan["signals"][1:]]
+        env = {**ctx.worker_env, **worker_env(mode, plan, skip)}
+        worker = ctx.worker("worker", env=env, extra_args=["--max-tasks-per-child=1"]).start()
+        obs: dict[str, Any] = {
+            "mode": ctx.cell.mode, "kind": mode.kind.value, "point": mode.point and mode.point.value,
+            "faults": [f.value for f in mode.faults], "plan": plan, "pool": ctx.cell.pool,
+            "concurrency": ctx.cell.concurrency, "seed": ctx.seed, "skip": skip,
+            "children_apply": ctx.cell.pool in catalog.POOLS_WITH_CHILDREN,
+            "ready": worker.wait_ready(READY_TIMEOUT)}
+        obs["ready_s"] = round(time.monotonic() - worker.started_mono, 3)
+        if not obs["ready"]:
+            obs.update(exit_observation(worker, bound=5.0))
+            return self._finish(obs, t0, cell_t0)
+        tail, t_ready, sent = JournalTail(ctx.journal), time.monotonic(), []
+        app = ctx.client()
+        if mode.kind == Kind.TARGETED:
+            reached = self._churn(ctx, app, worker, tail, lambda: tail.first("race_inject"),
+                                  t_ready + TARGET_TIMEOUT)
+            inject = tail.first("race_inject")
+            obs["point_reached"] = bool(inject)
+            if inject:
+                sent.append({"signal": plan["signals"][0], "by": "master", "mono": inject["mono"]})
+            else:  # never reached: the driver stops the worker itself
+                worker.send(_SIGNUM[plan["signals"][0]])
+                sent.append({"signal": plan["signals"][0], "by": "driver", "mono": time.monotonic()})
+        else:
+            obs["fire_at_s"] = round(fire_at, 3)
+            reached = self._churn(ctx, app, worker, tail, lambda: False, t_ready + fire_at)
+            worker.send(_SIGNUM[plan["signals"][0]])
+            sent.append({"signal": plan["signals"][0], "by": "driver", "mono": time.monotonic()})
+        for name, delay in zip(plan["signals"][1:], delays):
+            time.sleep(max(0.0, sent[-1]["mono"] + delay - time.monotonic()))
+            if worker.is_alive():
+                worker.send(_SIGNUM[name])
+                sent.append({"signal": name, "by": "driver", "mono": time.monotonic()})
+        obs["worker_died_early"] = reached is None
+        obs.update(exit_observation(worker, bound=SHUTDOWN_TIMEOUT))
+        exits = [f["mono"] for f in worker.faults if f["kind"] == "exit"]
+        obs["exit_s"] = round(exits[-1] - sent[0]["mono"], 3) if exits else None
+        obs["signals"] = [{**s, "at_s": round(s.pop("mono") - t_ready, 3)} for s in sent]
+        tail.poll()
+        self._journal_evidence(obs, tail, t_ready)
+        text = worker.log_text()
+        obs["race_signatures"] = race_matches(text)
+        obs["up_timeouts"] = len(UP_TIMEOUT.findall(text))
+        return self._finish(obs, t0, cell_t0)
+
+    def _churn(self, ctx, app, worker, tail, until, deadline) -> bool | None:
+        """Keep the queue topped up until `until()` or the deadline; None if the master died."""
+        sent = 0
+        while True:
+            tail.poll()
+            if until():
+                return True
+            if not worker.is_alive():
+                return None
+            if time.monotonic() >= deadline:
+                return False
+            if sent - tail.count("exec_start") < LOW_WATER:
+                for _ in range(BATCH):
+                    app.send_task("lab.churn", queue=ctx.queue)
+                sent += BATCH
+            time.sleep(0.05)
+
+    @staticmethod
+    def _journal_evidence(obs: dict, tail: JournalTail, t_ready: float) -> None:
+        ev = tail.events
+        obs["children_started"] = sum(1 for e in ev if e["event"] == "child_init" and e["mono"] > t_ready)
+        obs["tasks_done"] = sum(1 for e in ev if e["event"] == "exec_end")
+        obs["slow_children"] = [e.get("sleep") for e in ev if e["event"] == "race_slow_child"]
+        obs["point_missed"] = sum(1 for e in ev if e["event"] == "race_point_missed")
+        inject = tail.first("race_inject")
+        if inject:
+            obs["injection"] = {k: inject.get(k) for k in ("point", "signal", "kill_child", "creation",
+                                                          "thread", "in_pool", "forked",
+                                                          "sentinel_tracked", "stack")}
+        raised = tail.first("race_inject_raised")
+        if raised:
+            exc_type, frame = signatures.traceback_key(raised.get("traceback", ""))
+            obs["injection_raised"] = {"exception": raised.get("exception"), "type": exc_type,
+                                       "frame": frame, "traceback": raised.get("traceback", "")}
+        obs["injection_returned"] = bool(tail.first("race_inject_returned"))
+
+    def _finish(self, obs: dict, t0: float, cell_t0: float) -> dict:
+        now = time.monotonic()
+        obs["attempt_s"], obs["cell_elapsed_s"] = round(now - t0, 3), round(now - cell_t0, 3)
+        return obs
+
+    # -- judge ---------------------------------------------------------------
+    def judge(self, obs: dict[str, Any]) -> Outcome:
+        metrics = {k: obs.get(k) for k in ("mode", "concurrency", "seed", "ready_s", "exit_s", "exit_code",
+                                            "children_started", "tasks_done", "up_timeouts",
+                                            "attempt_s", "cell_elapsed_s", "fire_at_s", "skip")}
+        metrics["signal_plan"] = obs["plan"]["label"]
+        if not obs["ready"]:
+            out = judge_start_failure(obs)
+            out.metrics.update(metrics)
+            return out
+        evidence = {"log_tail": obs.get("log_tail", ""), "signals": repr(obs.get("signals")),
+                    "injection": repr(obs.get("injection")), "time_to_repro_s": obs.get("cell_elapsed_s")}
+        how = self._how(obs)
+        findings = self._findings(obs)
+        if findings:
+            name, title, excerpt = findings[0]
+            evidence["traceback"] = excerpt
+            if len(findings) > 1:
+                evidence["other_findings"] = ", ".join(f[0] for f in findings[1:])
+            metrics["key_figure"] = name
+            metrics["time_to_repro_s"] = obs.get("cell_elapsed_s")
+            return Outcome(Verdict.BUG, f"{title} ({obs.get('exit_desc')}; {how})", name, metrics, evidence)
+        if obs.get("exit_code") is None:
+            metrics["time_to_repro_s"] = obs.get("cell_elapsed_s")
+            return Outcome(Verdict.HANG, f"no exit within {SHUTDOWN_TIMEOUT:.0f}s of the last signal ({how})",
+                           "shutdown-hang", metrics, evidence)
+        if obs.get("kind") == "targeted" and not obs.get("point_reached"):
+            return Outcome(Verdict.NA, f"point {obs.get('point')!r} never reached in {TARGET_TIMEOUT:.0f}s "
+                           f"({obs.get('children_started')} children started, {obs.get('point_missed')} "
+                           "creations missed it); the driver stopped the worker", "point-not-reached",
+                           metrics, evidence)
+        metrics["key_figure"] = f"exit 0 in {obs['exit_s']:.1f}s"
+        return Outcome(Verdict.PASS, f"clean shutdown: exit 0 in {obs['exit_s']:.1f}s; {how}",
+                       None, metrics, evidence)
+
+    @staticmethod
+    def _findings(obs: dict) -> list[tuple[str, str, str]]:
+        """(signature, title, excerpt) of every bug seen, most specific first."""
+        slow = obs.get("kind") == "slow-start"
+        logged = [m for m in obs.get("signatures", []) if m["severity"] == "bug"
+                  and not (slow and m["name"] == "timed-out-waiting-for-up")]
+        logged.sort(key=lambda m: m["name"] == "timed-out-waiting-for-up")
+        out = [(m["name"], m["title"], m["excerpt"]) for m in logged]
+        raised = obs.get("injection_raised")
+        if raised and raised["type"] not in SHUTDOWN_EXC and not any(
+                raised["type"] in m["excerpt"] or raised["type"] in m["name"] for m in logged):
+            name = f"swallowed:{raised['type']}" + (f"@{raised['frame']}" if raised["frame"] else "")
+            out.append((name, f"{raised['exception']} raised by Celery's signal handler at the injection "
+                        "point, never logged", raised["traceback"]))
+        out += [(m["name"], m["title"], m["excerpt"]) for m in obs.get("race_signatures", [])]
+        if obs.get("orphans"):
+            out.append(("orphaned-children", f"{len(obs['orphans'])} process(es) outlived the master",
+                        repr(obs["orphans"])))
+        if obs.get("exit_code") not in (None, 0):
+            code = obs.get("exit_signal") or obs.get("exit_code")
+            out.append((f"unclean-exit:{code}", f"shutdown ended with {obs.get('exit_desc')}",
+                        "\n".join(obs.get("loud_lines", []))))
+        return out
+
+    @staticmethod
+    def _how(obs: dict) -> str:
+        signals = ", ".join(f"{s['signal']} by {s['by']} at +{s['at_s']:.2f}s" for s in obs.get("signals", []))
+        parts = [f"{obs['mode']}; {obs['plan']['label']}: {signals or 'no signal'}"]
+        if obs.get("children_apply"):
+            parts.append(f"{obs.get('children_started')} children started under churn")
+        else:
+            parts.append(f"--max-tasks-per-child does not apply to the {obs['pool']} pool (no pool "
+                         f"children): same flood and signals, {obs.get('tasks_done')} tasks done")
+        if obs.get("injection"):
+            inj = obs["injection"]
+            parts.append(f"injected at {inj['point']} (in_pool={inj['in_pool']}, forked={inj['forked']}, "
+                         f"sentinel_tracked={inj['sentinel_tracked']}, thread={inj['thread']})")
+        if obs.get("kind") == "slow-start":
+            parts.append(f"{obs.get('up_timeouts')} UP timeouts provoked")
+        return "; ".join(parts)
+
+
+SCENARIO = ShutdownRace()
