@@ -29,7 +29,7 @@ MATRIX_KEYS = {
     "lanes": int, "seed": int, "budget_minutes": int,
 }
 TOP_KEYS = {"matrix", "pins", "profiles", "scenario", "exclude"}
-SCENARIO_KEYS = {"profiles", "modes", "repeats", "pools", "brokers", "backends", "celery", "params"}
+SCENARIO_KEYS = {"profiles", "modes", "repeats", "pools", "brokers", "backends", "celery"}
 EXCLUDE_KEYS = {"celery", "pool", "broker", "backend", "scenario", "profile", "mode", "reason"}
 PIN_KEYS = {"kombu", "billiard", "redis", "sqlalchemy", "gevent", "eventlet", "extra"}
 PROFILE_KEYS = {"settings", "env", "description"}
@@ -88,27 +88,29 @@ class Matrix:
     budget_minutes: int | None
     pins: dict[str, dict[str, str]] = field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
-    scenario_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scenario_options: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     excludes: list[dict[str, str]] = field(default_factory=list)
 
     def cells(self) -> list[Cell]:
         out: list[Cell] = []
+        seen: set[str] = set()
         for scenario in self.scenarios:
-            opts = self.scenario_options.get(scenario, {})
             spec = catalog.SCENARIOS[scenario]
-            profiles = opts.get("profiles") or [spec.default_profiles[0]]
-            modes = opts.get("modes") or [spec.modes[0]]
-            repeats = opts.get("repeats", self.repeats)
-            axes = itertools.product(
-                opts.get("celery") or self.celery, opts.get("pools") or self.pools,
-                opts.get("brokers") or self.brokers, opts.get("backends") or self.backends,
-                profiles, modes,
-            )
-            for celery, pool, broker, backend, profile, mode in axes:
-                cell = Cell(celery, pool, broker, catalog.resolve_backend(backend, broker),
-                            scenario, profile, mode, repeats, self.concurrency, self.seed)
-                if not self._excluded(cell) and cell not in out:
-                    out.append(cell)
+            for opts in self.scenario_options.get(scenario) or [{}]:  # slices: their union
+                profiles = opts.get("profiles") or [spec.default_profiles[0]]
+                modes = opts.get("modes") or [spec.modes[0]]
+                repeats = opts.get("repeats", self.repeats)
+                axes = itertools.product(
+                    opts.get("celery") or self.celery, opts.get("pools") or self.pools,
+                    opts.get("brokers") or self.brokers, opts.get("backends") or self.backends,
+                    profiles, modes,
+                )
+                for celery, pool, broker, backend, profile, mode in axes:
+                    cell = Cell(celery, pool, broker, catalog.resolve_backend(backend, broker),
+                                scenario, profile, mode, repeats, self.concurrency, self.seed)
+                    if not self._excluded(cell) and cell.cell_id not in seen:
+                        seen.add(cell.cell_id)
+                        out.append(cell)
         return out
 
     def _excluded(self, cell: Cell) -> bool:
@@ -175,24 +177,13 @@ def parse_matrix(data: dict[str, Any], file: str, name: str) -> Matrix:
     )
     for version, pins in _keys(file, "pins", data.get("pins", {}), set(matrix.celery)).items():
         matrix.pins[version] = {k: str(v) for k, v in _keys(file, f"pins.{version}", pins, PIN_KEYS).items()}
-    for sname, opts in _keys(file, "scenario", data.get("scenario", {}), set(matrix.scenarios)).items():
-        _keys(file, f"scenario.{sname}", opts, SCENARIO_KEYS)
-        spec, where = catalog.SCENARIOS[sname], f"scenario.{sname}"
-        checked = dict(opts)
-        if "profiles" in opts:
-            allowed = known_profiles if spec.takes_profiles else spec.default_profiles
-            checked["profiles"] = _names(file, f"{where}.profiles", opts["profiles"], allowed)
-        if "modes" in opts:
-            checked["modes"] = _names(file, f"{where}.modes", opts["modes"], spec.modes)
-        for axis, allowed in (("pools", catalog.POOLS), ("brokers", catalog.BROKERS),
-                              ("backends", catalog.BACKENDS)):
-            if axis in opts:
-                checked[axis] = _names(file, f"{where}.{axis}", opts[axis], allowed)
-        if "celery" in opts:
-            checked["celery"] = _names(file, f"{where}.celery", opts["celery"], matrix.celery)
-        if "repeats" in opts:
-            checked["repeats"] = _positive(file, f"{where}.repeats", opts["repeats"])
-        matrix.scenario_options[sname] = checked
+    for sname, slices in _keys(file, "scenario", data.get("scenario", {}), set(matrix.scenarios)).items():
+        if isinstance(slices, dict):
+            slices = [slices]
+        for index, opts in enumerate(slices):
+            where = f"scenario.{sname}" if len(slices) == 1 else f"scenario.{sname}[{index}]"
+            matrix.scenario_options.setdefault(sname, []).append(
+                _scenario_slice(file, where, sname, opts, matrix, known_profiles))
     excludes = data.get("exclude", [])
     if not isinstance(excludes, list):
         raise MatrixError(file, "exclude", "must be an array of tables ([[exclude]])")
@@ -200,6 +191,28 @@ def parse_matrix(data: dict[str, Any], file: str, name: str) -> Matrix:
         _keys(file, f"exclude[{index}]", rule, EXCLUDE_KEYS)
         matrix.excludes.append({k: str(v) for k, v in rule.items()})
     return matrix
+
+
+def _scenario_slice(file: str, where: str, sname: str, opts: Any, matrix: Matrix,
+                    known_profiles: set[str]) -> dict[str, Any]:
+    """Validate one [scenario.NAME] table (or one [[scenario.NAME]] slice)."""
+    _keys(file, where, opts, SCENARIO_KEYS)
+    spec = catalog.SCENARIOS[sname]
+    checked = dict(opts)
+    if "profiles" in opts:
+        allowed = known_profiles if spec.takes_profiles else spec.default_profiles
+        checked["profiles"] = _names(file, f"{where}.profiles", opts["profiles"], allowed)
+    if "modes" in opts:
+        checked["modes"] = _names(file, f"{where}.modes", opts["modes"], spec.modes)
+    for axis, allowed in (("pools", catalog.POOLS), ("brokers", catalog.BROKERS),
+                          ("backends", catalog.BACKENDS)):
+        if axis in opts:
+            checked[axis] = _names(file, f"{where}.{axis}", opts[axis], allowed)
+    if "celery" in opts:
+        checked["celery"] = _names(file, f"{where}.celery", opts["celery"], matrix.celery)
+    if "repeats" in opts:
+        checked["repeats"] = _positive(file, f"{where}.repeats", opts["repeats"])
+    return checked
 
 
 def _positive(file: str, field: str, value: Any) -> int:

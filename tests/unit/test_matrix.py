@@ -100,3 +100,17 @@ def test_pins_must_name_a_matrix_version():
         parse(data)
     data["pins"] = {"5.6.2": {"kombu": "5.6.2"}}
     assert parse(data).pins == {"5.6.2": {"kombu": "5.6.2"}}
+
+
+def test_scenario_slices_are_a_union():
+    data = base(celery=["5.3.6", "5.6.2"], pools=["prefork", "solo"], brokers=["redis", "sql"],
+                scenarios=["eviction"])
+    data["scenario"] = {"eviction": [
+        {"celery": ["5.6.2"], "pools": ["prefork"], "profiles": ["acks-late", "defaults"]},
+        {"celery": ["5.3.6"], "brokers": ["redis"], "pools": ["prefork"], "profiles": ["acks-late"]},
+    ]}
+    cells = parse(data).cells()
+    assert len(cells) == 2 * 2 + 1
+    with pytest.raises(MatrixError, match=r"scenario.eviction\[1\].profiles\[0\]: unknown value"):
+        data["scenario"]["eviction"][1]["profiles"] = ["nope"]
+        parse(data)
