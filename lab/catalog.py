@@ -68,7 +68,11 @@ class ScenarioInfo:
     default_profiles: tuple[str, ...] = ("defaults",)
     takes_profiles: bool = False
     estimate_s: float = 20.0
+    mode_estimates: tuple[tuple[str, float], ...] = ()  # modes that take longer than estimate_s
     tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def estimate(self, mode: str) -> float:
+        return dict(self.mode_estimates).get(mode, self.estimate_s)
 
 
 SCENARIOS = {
@@ -91,7 +95,8 @@ SCENARIOS["eviction"] = ScenarioInfo(
     modes=("verdict", "measure-stall"),
     default_profiles=EVICTION_PROFILES,
     takes_profiles=True,
-    estimate_s=35.0,
+    estimate_s=22.0,
+    mode_estimates=(("measure-stall", 150.0),),
 )
 
 # shutdown-race: the profile is the signal plan (LAB_RACE_SIGNALS, read by the driver; REMAP_SIGTERM

@@ -27,7 +27,7 @@ VENV_ESTIMATE_S = 25.0  # creating one Celery venv with uv, measured by bench/
 
 
 def cell_estimate(cell: Cell) -> float:
-    return catalog.SCENARIOS[cell.scenario].estimate_s * cell.repeats
+    return catalog.SCENARIOS[cell.scenario].estimate(cell.mode) * cell.repeats
 
 
 def estimate_seconds(cells: list[Cell], lanes: int, versions: int) -> float:
