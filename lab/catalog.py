@@ -99,6 +99,27 @@ SCENARIOS["eviction"] = ScenarioInfo(
     mode_estimates=(("measure-stall", 150.0),),
 )
 
+# chord-stall (issue 5): task_retry_on_worker_lost exists only in some Celery versions (n/a elsewhere,
+# by unknown_settings_reason); its retry countdown is the task's default_retry_delay (180 s), scaled to 1 s.
+PROFILES["retry-on-worker-lost"] = {
+    "description": ("task_retry_on_worker_lost (Celery retries a task whose pool child died), "
+                    "lab.member's default_retry_delay scaled 180 s -> 1 s via task_annotations"),
+    "settings": {"task_retry_on_worker_lost": True,
+                 "task_annotations": {"lab.member": {"default_retry_delay": 1}}}, "env": {},
+}
+SCENARIOS["chord-stall"] = ScenarioInfo(
+    name="chord-stall",
+    description=("A chord whose member's pool child is SIGKILLed (child-death), whose message vanishes "
+                 "from the broker before any worker runs it (lost-member), or which exceeds its hard "
+                 "time limit (time-limit). Judged from the ledger, the chord body's state as the caller "
+                 "sees it, WorkerLostError/time-limit failures and celery.chord_unlock's polls."),
+    modes=("child-death", "lost-member", "time-limit"),
+    default_profiles=("defaults", "acks-late", "acks-late+reject-on-worker-lost", "retry-on-worker-lost"),
+    takes_profiles=True,
+    estimate_s=25.0,
+    mode_estimates=(("lost-member", 30.0),),
+)
+
 # shutdown-race: the profile is the signal plan (LAB_RACE_SIGNALS, read by the driver; REMAP_SIGTERM
 # is Celery's own worker setting); the mode is how the signal is timed (lab/scenarios/race_faults.py).
 PROFILES.update({
@@ -125,6 +146,36 @@ SCENARIOS["shutdown-race"] = ScenarioInfo(
     estimate_s=9.0,
 )
 
+
+# silent-exit / shutdown (issue 6): modes are start-up conditions (lab/scenarios/startup_conditions.py)
+# and signal plans (lab/scenarios/shutdown_semantics.py); both modules import no Celery at load time.
+SILENT_EXIT_MODES = tuple(f"{sig}-{moment}" for sig in ("sigterm", "sigint", "sigquit", "sighup")
+                          for moment in ("init", "setup", "pool", "consumer", "connect")) + (
+    "baseline", "fork-refused", "shm-readonly", "shm-missing", "rlimit-as", "broker-refused",
+    "broker-refused-noretry", "broker-silent", "stdout-closed", "stderr-closed", "stdout-reader-exits",
+    "systemexit0", "pid1-background", "pid1-detach", "pid1-tee")
+SCENARIOS["silent-exit"] = ScenarioInfo(
+    name="silent-exit",
+    description=("Start a worker under one condition (a shutdown signal at a named start-up moment, fork "
+                 "refused, /dev/shm read-only or missing, low RLIMIT_AS, a broker that refuses or never "
+                 "answers, closed stdout/stderr, SystemExit(0), PID-1 wrappers) and classify the start: "
+                 "ready, failed loudly, silent exit (status 0 or nothing at WARNING+) or hang."),
+    modes=SILENT_EXIT_MODES,
+    estimate_s=7.0,
+    mode_estimates=(("broker-refused", 36.0), ("broker-silent", 36.0), ("broker-refused-noretry", 14.0),
+                    ("pid1-tee", 14.0)),
+)
+SCENARIOS["shutdown"] = ScenarioInfo(
+    name="shutdown",
+    description=("Long tasks running and short ones prefetched, then a signal plan (TERM, INT, QUIT, TERM "
+                 "twice, TERM then QUIT, REMAP_SIGTERM=SIGQUIT, soft shutdown); a drain worker shows what "
+                 "came back. Every deviation from the documented warm/cold/soft semantics is a finding."),
+    modes=("term", "int", "quit", "term-term", "term-quit", "remap-term", "soft-quit"),
+    default_profiles=("defaults", "acks-late"),
+    takes_profiles=True,
+    estimate_s=26.0,
+    mode_estimates=(("soft-quit", 32.0),),
+)
 
 def resolve_backend(backend: str, broker: str) -> str:
     """Turn 'auto' into the concrete result backend for a broker."""

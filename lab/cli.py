@@ -98,7 +98,7 @@ def run_cells_cmd(run_dir: Path, celery: str | None, only: tuple[str, ...], lane
 @main.command()
 @click.argument("run_dirs", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--baseline", type=click.Path(path_type=Path, exists=True), default=None,
-              help="A run dir (or results.jsonl) to diff against.")
+              help="A run dir to diff against (default: reports/reference when present).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output dir (default: the run dir).")
 @click.option("--strict", is_flag=True, help="Exit 1 when any finding is not pass (and in junit.xml).")
 def report(run_dirs: tuple[Path, ...], baseline: Path | None, out: Path | None, strict: bool) -> None:
@@ -110,6 +110,10 @@ def report(run_dirs: tuple[Path, ...], baseline: Path | None, out: Path | None, 
     for path in dirs:
         if not path.exists():
             _fail(f"{path}: no such run directory (run `nox -s matrix` first)")
+    reference = REPORTS / "reference"
+    if baseline is None and (reference / "results.jsonl").exists() and \
+            all(d.resolve() != reference.resolve() for d in dirs):
+        baseline = reference  # the diff page compares against the committed reference
     out_dir = out or dirs[0].resolve()
     index = build_report([d.resolve() for d in dirs], out_dir, baseline=baseline, strict=strict)
     records = list(read_records(dirs))
@@ -158,6 +162,31 @@ def cleanup(owner: str | None, check: bool) -> None:
         click.echo("nothing left running")
     elif check:
         _fail(f"{len(found)} lab process(es) were left running (killed now)", 1)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--timeout", "bound", type=float, default=60.0, show_default=True,
+              help="Seconds to wait for ready or an exit before calling it a hang.")
+@click.option("--confirm", type=float, default=2.0, show_default=True,
+              help="Seconds the worker must stay up after its ready line.")
+@click.option("--json", "as_json", is_flag=True, help="Print the facts and the class as JSON.")
+@click.option("--full-output", is_flag=True, help="Print all captured output, not only its tail.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def diagnose(bound: float, confirm: float, as_json: bool, full_output: bool, command: tuple[str, ...]) -> None:
+    """Run your own worker command and say how its start ended: `lab diagnose -- celery -A proj worker`.
+
+    Exit status: 0 ready, 1 failed loudly, 3 silent exit, 4 hang.
+    """
+    import json
+
+    from lab.diagnose import EXIT_CODES, diagnose_command, render
+
+    facts = diagnose_command(list(command), bound=bound, confirm=confirm)
+    if as_json:
+        click.echo(json.dumps(facts, indent=2, default=str))
+    else:
+        click.echo(render(facts, full_output=full_output))
+    sys.exit(EXIT_CODES[facts["classification"]["klass"]])
 
 
 if __name__ == "__main__":

@@ -208,7 +208,7 @@ def classify_start(facts: dict[str, Any]) -> StartClass:
         klass, verdict = "hang", Verdict.HANG
         if explaining:
             sub = "hang-retrying"
-            summary = f"neither ready nor exited within {facts.get('bound_s', 0):.0f}s; it keeps saying: {explaining[-1][:160]}"
+            summary = f"neither ready nor exited within {facts.get('bound_s', 0):.0f}s; it keeps saying: {_msg(explaining[-1])}"
         else:
             sub = ("hang-no-output" if not facts.get("output_bytes") else
                    "hang-silent-after-banner" if banner else "hang-silent")
@@ -231,14 +231,14 @@ def classify_start(facts: dict[str, Any]) -> StartClass:
             sub = "killed"
         else:
             sub = "nonzero-silent"
-        said = (f"; the log said: {explaining[-1][:140]}" if explaining else
+        said = (f"; the log said: {_msg(explaining[-1])}" if explaining else
                 f"; only: {facts['shutdown_lines'][-1]}" if facts.get("shutdown_lines") else
                 "; nothing at WARNING or above")
         summary = (f"exited before ready ({how} after {facts.get('elapsed_s', 0):.1f}s, "
                    f"{'after' if banner else 'before'} the banner){said}")
     else:
         klass, sub, verdict = "failed-loudly", "failed-loudly", Verdict.PASS
-        summary = f"failed loudly before ready ({how} after {facts.get('elapsed_s', 0):.1f}s): {explaining[-1][:160]}"
+        summary = f"failed loudly before ready ({how} after {facts.get('elapsed_s', 0):.1f}s): {_msg(explaining[-1])}"
     if leftovers and klass != "ready":
         summary += f"; {len(leftovers)} process(es) still running after the command exited"
     causes = [CLASS_HINTS["killed" if sub == "killed" else sub]]
@@ -246,8 +246,14 @@ def classify_start(facts: dict[str, Any]) -> StartClass:
     return StartClass(klass, sub, verdict.value, summary, causes)
 
 
+def _msg(line: str, limit: int = 160) -> str:
+    """A log line without its `[date: LEVEL/Process]` prefix, shortened."""
+    text = re.sub(r"^\[[^\]]*\]\s*", "", line.strip())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _age(age: float | None) -> str:
-    return "never" if age is None else f"{age:.1f}s before the bound"
+    return "never" if age is None else f"{age:.1f}s before the watch ended"
 
 
 # -- running a user's command ---------------------------------------------------

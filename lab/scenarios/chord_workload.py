@@ -2,7 +2,9 @@
 
 Contract: `send_chord(ctx, durations)` sends one chord whose member i sleeps
 durations[i] and returns i, with `lab.collect` as callback, and returns the
-member task ids. `ledger(events)` reads the journal back into per-member
+member task ids; `dispatch_chord` sends the same chord (optionally with
+per-member signature options, e.g. a time limit, and optionally an errback
+on the body) and returns the member, body and group ids. `ledger(events)` reads the journal back into per-member
 executions and callback firings — the source of truth for lost, duplicate
 and late work (the result backend is never trusted for that).
 """
@@ -47,15 +49,26 @@ def ledger(events: list[dict]) -> Ledger:
     return out
 
 
-def send_chord(ctx, durations: list[float]) -> list[str]:
+def dispatch_chord(ctx, durations: list[float], member_options: dict[int, dict[str, Any]] | None = None,
+                   errback: bool = False) -> dict[str, Any]:
     from celery import chord
 
     app = ctx.client()
-    header = [app.signature("lab.member", args=(i, d), queue=ctx.queue) for i, d in enumerate(durations)]
-    body = app.signature("lab.collect", queue=ctx.queue)
+    member_options = member_options or {}
+    header = [app.signature("lab.member", args=(i, d), queue=ctx.queue, **member_options.get(i, {}))
+              for i, d in enumerate(durations)]
+    # errback: `lab.churn` linked to the body runs once per chord error Celery delivers, journaled
+    # as an execution whose key is the body's id (old-style errbacks get the failed task's id)
+    links = {"link_error": [app.signature("lab.churn", queue=ctx.queue)]} if errback else {}
+    body = app.signature("lab.collect", queue=ctx.queue, **links)
     result = chord(header, body, app=app).apply_async(queue=ctx.queue)
     parent = getattr(result, "parent", None)
-    return [r.id for r in getattr(parent, "results", []) or []]
+    return {"member_ids": [r.id for r in getattr(parent, "results", []) or []],
+            "body_id": result.id, "group_id": getattr(parent, "id", None)}
+
+
+def send_chord(ctx, durations: list[float]) -> list[str]:
+    return dispatch_chord(ctx, durations)["member_ids"]
 
 
 def callback_verdict_facts(obs: dict[str, Any], members: int) -> dict[str, Any]:

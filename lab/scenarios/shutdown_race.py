@@ -83,10 +83,12 @@ class ShutdownRace(Scenario):
             self._cell_t0[key] = t0
         cell_t0 = self._cell_t0[key]
         mode, plan, rng = Mode.parse(ctx.cell.mode), signal_plan(ctx.worker_env), ctx.rng
-        skip = rng.randint(1, 2 * ctx.cell.concurrency)
+        skip = rng.randint(1, ctx.cell.concurrency)
         fire_at = rng.uniform(*RANDOM_WINDOW_S)
         delays = [round(rng.uniform(*SECOND_SIGNAL_DELAY_S), 3) for _ in plan["signals"][1:]]
         env = {**ctx.worker_env, **worker_env(mode, plan, skip)}
+        env["LAB_APP_MODULES"] = ",".join(filter(None, (ctx.worker_env.get("LAB_APP_MODULES"),
+                                                        "lab.app.race_hooks")))
         worker = ctx.worker("worker", env=env, extra_args=["--max-tasks-per-child=1"]).start()
         obs: dict[str, Any] = {
             "mode": ctx.cell.mode, "kind": mode.kind.value, "point": mode.point and mode.point.value,
@@ -124,7 +126,8 @@ class ShutdownRace(Scenario):
         obs.update(exit_observation(worker, bound=SHUTDOWN_TIMEOUT))
         exits = [f["mono"] for f in worker.faults if f["kind"] == "exit"]
         obs["exit_s"] = round(exits[-1] - sent[0]["mono"], 3) if exits else None
-        obs["signals"] = [{**s, "at_s": round(s.pop("mono") - t_ready, 3)} for s in sent]
+        obs["signals"] = [{"signal": s["signal"], "by": s["by"], "at_s": round(s["mono"] - t_ready, 3)}
+                          for s in sent]
         tail.poll()
         self._journal_evidence(obs, tail, t_ready)
         text = worker.log_text()
@@ -199,6 +202,9 @@ class ShutdownRace(Scenario):
             metrics["time_to_repro_s"] = obs.get("cell_elapsed_s")
             return Outcome(Verdict.HANG, f"no exit within {SHUTDOWN_TIMEOUT:.0f}s of the last signal ({how})",
                            "shutdown-hang", metrics, evidence)
+        if obs.get("worker_died_early"):
+            return Outcome(Verdict.SILENT_EXIT, f"the master exited during the churn, before any signal "
+                           f"({obs.get('exit_desc')}; {how})", "exited-before-signal", metrics, evidence)
         if obs.get("kind") == "targeted" and not obs.get("point_reached"):
             return Outcome(Verdict.NA, f"point {obs.get('point')!r} never reached in {TARGET_TIMEOUT:.0f}s "
                            f"({obs.get('children_started')} children started, {obs.get('point_missed')} "

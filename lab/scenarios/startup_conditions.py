@@ -24,6 +24,7 @@ import pwd
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -69,7 +70,7 @@ Condition.__doc__ = "The silent-exit scenario's modes: " + ", ".join(DESCRIPTION
 
 NETWORK = {"broker-refused", "broker-refused-noretry", "broker-silent", "pid1-tee"}
 PID1 = {"pid1-background", "pid1-detach", "pid1-tee"}
-RLIMIT_AS_BYTES = 160 * 1024 * 1024
+RLIMIT_AS_BYTES = 96 * 1024 * 1024  # an idle redis worker maps ~80 MiB (prefork, threads, solo), eventlet ~120, gevent ~220
 HOOK_MODULE = "lab.app.startup_hooks"
 INNER_STATUS = "inner-status"  # file in the workdir: the worker's own status behind a pipe
 
@@ -125,6 +126,32 @@ def nobody() -> tuple[int, int]:
     if os.geteuid() != 0:
         raise WorkerCannotRun("switching to an unprivileged user needs root")
     return entry.pw_uid, entry.pw_gid
+
+
+@functools.lru_cache(maxsize=4)
+def unprivileged_python(python: str, uid: int, gid: int) -> tuple[list[str], str]:
+    """setpriv options that let `uid` run this interpreter and import Celery and the lab app.
+
+    Plain setpriv when that works; else with CAP_DAC_READ_SEARCH kept as an ambient
+    capability (the interpreter may live under a root-only directory, e.g. pyenv in
+    /root). That capability bypasses read permission checks only: it does not exempt
+    the process from RLIMIT_NPROC (only root, CAP_SYS_RESOURCE and CAP_SYS_ADMIN are).
+    """
+    base = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+    caps = ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+    probe = [python, "-c", "import celery, kombu, redis, lab.app.config"]
+    for extra, note in (([], "plain setpriv"),
+                        (caps, "setpriv keeping CAP_DAC_READ_SEARCH (ambient): the interpreter is not "
+                               "readable by that user otherwise")):
+        try:
+            proc = subprocess.run(base + extra + ["--"] + probe, capture_output=True, text=True,
+                                  timeout=60, cwd="/")
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise WorkerCannotRun(f"setpriv probe failed: {exc}") from None
+        if proc.returncode == 0:
+            return base + extra + ["--"], note
+    raise WorkerCannotRun(f"uid {uid} cannot run {python} and import Celery: "
+                          f"{(proc.stderr or proc.stdout).strip()[-300:]}")
 
 
 def tasks_of_uid(uid: int) -> int:
@@ -229,7 +256,8 @@ def _settings(env: dict[str, str], **settings: Any) -> str:
     return json.dumps(merged)
 
 
-def prepare(mode: str, broker: str, workdir: Path, worker_env: dict[str, str]) -> Prepared:
+def prepare(mode: str, broker: str, workdir: Path, worker_env: dict[str, str],
+            python: str = sys.executable) -> Prepared:
     """WorkerSpec overrides and held resources for one condition."""
     workdir = Path(workdir)
     env = {**worker_env, "LAB_WORKDIR": str(workdir)}
@@ -267,14 +295,14 @@ def prepare(mode: str, broker: str, workdir: Path, worker_env: dict[str, str]) -
         out.overrides["shm"] = "readonly"
     elif mode == "fork-refused":
         uid, gid = nobody()
-        limit = tasks_of_uid(uid) + 1
+        setpriv, how = unprivileged_python(python, uid, gid)
         os.chmod(workdir, 0o777)
         journal = workdir / "journal.jsonl"
         journal.touch()
         os.chmod(journal, 0o666)
-        wrapper = ["prlimit", f"--nproc={limit}:{limit}", "setpriv", f"--reuid={uid}",
-                   f"--regid={gid}", "--clear-groups", "--"]
-        out.notes.append(f"runs as uid {uid} with RLIMIT_NPROC={limit} (tasks of that uid now + 1)")
+        limit = tasks_of_uid(uid) + 1
+        wrapper = ["prlimit", f"--nproc={limit}:{limit}"] + setpriv
+        out.notes.append(f"runs as uid {uid} ({how}) with RLIMIT_NPROC={limit} (tasks of that uid now + 1)")
     elif mode == "rlimit-as":
         wrapper = ["prlimit", f"--as={RLIMIT_AS_BYTES}:{RLIMIT_AS_BYTES}", "--"]
         out.notes.append(f"RLIMIT_AS={RLIMIT_AS_BYTES // 2**20} MiB")
