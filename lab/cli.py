@@ -17,7 +17,7 @@ import click
 from lab import __version__
 from lab.matrix import MatrixError, load_matrix
 
-REPORTS = Path(os.environ.get("LAB_REPORTS_DIR", "reports"))
+REPORTS = Path(os.environ.get("LAB_REPORTS_DIR", "reports")).resolve()
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -140,6 +140,57 @@ def _print_summary(rows: list) -> None:
     for row in rows[1:]:
         table.add_row(*[str(v) for v in row])
     Console(width=120).print(table)
+
+
+def _triage_options(func):
+    for option in reversed([
+        click.argument("scenario"),
+        click.option("--pool", default="prefork", show_default=True),
+        click.option("--broker", default="redis", show_default=True),
+        click.option("--backend", default="auto", show_default=True),
+        click.option("--profile", default=None, help="Default: the scenario's first profile."),
+        click.option("--mode", default=None, help="Default: the scenario's first mode."),
+        click.option("-n", "--repeats", default=10, show_default=True, help="Attempts (real worker runs)."),
+    ]):
+        func = option(func)
+    return func
+
+
+@main.command()
+@_triage_options
+@click.option("--celery", "celery_version", required=True, help="An exact release, e.g. 5.6.2.")
+def triage(scenario, pool, broker, backend, profile, mode, repeats, celery_version) -> None:
+    """Run one scenario cell N times on one Celery release; print k/n per signature."""
+    from lab.triage import TriageSpec, describe, run_triage
+
+    spec = TriageSpec(scenario, celery_version, pool, broker, backend, profile, mode, repeats)
+    try:
+        record = run_triage(spec, REPORTS)
+    except MatrixError as exc:
+        _fail(str(exc))
+    for line in describe(record):
+        click.echo(line)
+
+
+@main.command()
+@_triage_options
+@click.option("--good", required=True, help="A release where the predicate does not hold.")
+@click.option("--bad", required=True, help="A release where it holds.")
+@click.option("--bad-if", "bad_if", multiple=True, help="Verdict(s) that count as bad (default: any but pass, n/a).")
+@click.option("--signature", default=None, help="Only this signature counts as bad.")
+@click.option("--versions", default=None, help="Comma-separated releases to search (default: PyPI's list).")
+def bisect(scenario, pool, broker, backend, profile, mode, repeats, good, bad, bad_if, signature, versions) -> None:
+    """Find the first release where a scenario's failure shows, between --good and --bad."""
+    from lab.triage import TriageSpec, bisect as run_bisect
+
+    verdicts = list(bad_if) or ["bug", "stall", "lost", "duplicate", "hang", "silent-exit", "failed-fast"]
+    spec = TriageSpec(scenario, bad, pool, broker, backend, profile, mode, repeats)
+    try:
+        result = run_bisect(spec, good, bad, verdicts, signature, REPORTS,
+                            versions.split(",") if versions else None, log=click.echo)
+    except MatrixError as exc:
+        _fail(str(exc))
+    click.echo(f"first bad: {result['first_bad']}; last good: {result['last_good']} ({result['note']})")
 
 
 @main.command()

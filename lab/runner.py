@@ -138,7 +138,7 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str) 
 
 def run_cells(run_dir: Path, celery: str | None = None, only: list[str] | None = None,
               lanes: int | None = None) -> list[ResultRecord]:
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()
     plan = load_plan(run_dir)
     existing = list(read_records([run_dir]))
     done = {r.cell_id for r in existing}

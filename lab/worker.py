@@ -83,7 +83,8 @@ class ExitInfo:
 
 class WorkerController:
     def __init__(self, spec: WorkerSpec, workdir: Path, journal: Path, name: str = "worker"):
-        self.spec, self.workdir, self.journal, self.name = spec, Path(workdir), Path(journal), name
+        # absolute: the worker runs with cwd=workdir and must find the same journal
+        self.spec, self.workdir, self.journal, self.name = spec, Path(workdir).resolve(), Path(journal).resolve(), name
         self.worker_id = f"{name}-{uuid.uuid4().hex[:8]}"
         self.hostname = f"{self.worker_id}@lab"
         self.log_path = self.workdir / f"{name}.log"

@@ -11,6 +11,7 @@ signature) or hang (neither ready nor exited).
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from lab import signatures
 from lab.verdict import Outcome, Verdict
 from lab.worker import WorkerController
 
+READY_LINE = re.compile(r"\S+@\S+ ready\.")
 SHUTDOWN_MARKERS = ("Warm shutdown", "Cold shutdown", "Soft shutdown", "worker: Hitting Ctrl+C")
 
 
@@ -34,6 +36,9 @@ def exit_observation(worker: WorkerController, bound: float) -> dict[str, Any]:
         "loud_lines": signatures.loud_lines(text)[-10:],
         "shutdown_lines": [l for l in text.splitlines() if any(m in l for m in SHUTDOWN_MARKERS)][-3:],
         "signatures": [m.to_dict() for m in signatures.classify(text)],
+        "log_says_ready": bool(READY_LINE.search(text)),
+        "journal_says_ready": any(e.get("event") == "worker_ready" and e.get("pid") == worker.pid
+                                  for e in worker.events()),
     }
 
 
@@ -45,6 +50,10 @@ def _last_signal_mono(worker: WorkerController) -> float:
 def judge_start_failure(obs: dict[str, Any]) -> Outcome:
     evidence = {"log_tail": obs.get("log_tail", ""), "loud_lines": "\n".join(obs.get("loud_lines", []))}
     metrics = {"exit_code": obs.get("exit_code")}
+    if obs.get("log_says_ready") and not obs.get("journal_says_ready"):
+        # the worker did start: our journal did not see it. A lab failure, not a finding.
+        return Outcome(Verdict.ERROR, "the worker logged 'ready.' but the lab's journal recorded no "
+                       "worker_ready: the observer is broken", "lab-error", metrics, evidence)
     if obs.get("exit_code") is None:
         return Outcome(Verdict.HANG, "neither ready nor exited within the start bound",
                        "start-hang", metrics, evidence)

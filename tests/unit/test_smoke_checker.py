@@ -45,3 +45,8 @@ def test_traceback_after_clean_exit_is_a_bug():
     out = SCENARIO.judge(obs(signatures=[{"name": "unknown:KeyError@hub.py:remove", "title": "KeyError traceback",
                                           "excerpt": "KeyError: 5", "severity": "bug"}]))
     assert out.verdict == Verdict.BUG and out.signature.startswith("unknown:KeyError")
+
+
+def test_a_blind_journal_is_a_lab_error_not_a_finding():
+    out = SCENARIO.judge(obs(ready=False, exit_code=None, log_says_ready=True, journal_says_ready=False))
+    assert out.verdict == Verdict.ERROR
