@@ -139,8 +139,8 @@ SCENARIOS["shutdown-race"] = ScenarioInfo(
                  "the master at a named point of repopulation (targeted...), or while children start "
                  "slower than worker_proc_alive_timeout (slow-start). Judged from exit code, log "
                  "signatures, journal and process table."),
-    modes=("targeted", "targeted+kill-child", "targeted@registering", "targeted@before-create",
-           "random", "slow-start"),
+    modes=("targeted", "targeted+kill-child", "targeted@registering", "targeted@reaping",
+           "targeted@before-create", "random", "slow-start"),
     default_profiles=("quit", "term", "term-then-quit", "term-remap-quit"),
     takes_profiles=True,
     estimate_s=9.0,

@@ -10,6 +10,8 @@ known signatures); `classify_start(facts)` turns those plus the process facts
   silent-exit    exited before ready with status 0, or with nothing at WARNING+;
   hang           neither ready nor exited within the bound (with or without output).
 `diagnose_command(argv)` runs a user's own command in a session of its own,
+with default signal dispositions (as a container runtime starts it: a
+SIG_IGN inherited from a shell's `&` or nohup would hide early signals),
 with the output captured (bounded: head and tail kept) and every descendant
 tracked (this process becomes a child subreaper, so backgrounded or
 --detach'ed workers stay visible), waits for ready / exit / the bound,
@@ -45,6 +47,8 @@ BENIGN = re.compile(r"SecurityWarning|superuser privileges|PendingDeprecationWar
                     r"celery upgrade settings|Please specify a different user")
 EXTRA_LOUD = re.compile(r"^(?:Fatal Python error|Segmentation fault|Killed$|[\w.]*(?:Error|Exception)(?::|$))")
 
+PENDING_SHUTDOWN = re.compile(r"worker: (?:Warm|Cold|Soft) shutdown")
+PENDING_GRACE_S = 8.0  # a shutdown requested during start-up: time it gets to take effect after ready
 HEAD_BYTES = 64 * 1024
 TAIL_BYTES = 256 * 1024
 
@@ -114,7 +118,8 @@ CLASS_HINTS = {
         "handlers (right after the banner) but before the consumer was ready. Celery treats it as an "
         "ordinary shutdown: WorkController.start() catches the SystemExit, Blueprint.stop() finds the "
         "blueprint not fully started and 'can safely exit' (celery/bootsteps.py), and the process "
-        "ends with status 0 and only a 'worker: Warm/Cold shutdown' line on stdout. Usual senders: "
+        "ends with only a 'worker: Warm/Cold shutdown' line on stdout and status 0 (SIGINT: 1). "
+        "With gevent/eventlet the worker may even print 'ready.' first and stop ~2 s later. Usual senders: "
         "the orchestrator replacing or stopping the pod (rolling update, a failing startup/liveness "
         "probe, scale-down), `timeout`, a supervisor, a shell forwarding Ctrl-C."),
     "exit0-after-banner": (
@@ -166,7 +171,16 @@ CLASS_HINTS = {
     "failed-loudly": (
         "The worker said why it stopped (see the lines at WARNING or above); fix that cause."),
     "ready": ("The worker reached ready and stayed up."),
+    "ready-shutdown-ignored": (
+        "A shutdown signal arrived while the worker was starting: Celery printed the shutdown line "
+        "(its handler ran and set the flag) but the start-up carried on to ready and the worker kept "
+        "running — the request was lost. The sender (an orchestrator's SIGTERM at a rolling update) "
+        "will wait for its grace period and SIGKILL, losing early-acked tasks. Send the signal again "
+        "after ready, or delay stop requests until the worker is ready."),
 }
+
+
+HINT_ALIASES = {"nonzero-shutdown-line": "exit0-shutdown-line"}
 
 
 @dataclass
@@ -201,7 +215,11 @@ def classify_start(facts: dict[str, Any]) -> StartClass:
     banner = facts.get("banner_seen")
     leftovers = facts.get("leftovers") or []
     how = describe_exit(exit_code, sig)
-    if facts.get("ready"):
+    if facts.get("ready") and facts.get("shutdown_ignored"):
+        klass, sub, verdict = "ready", "ready-shutdown-ignored", Verdict.PASS
+        summary = (f"reached ready in {facts.get('ready_s', 0):.1f}s and stayed up although a shutdown "
+                   f"was requested during start-up ({(facts.get('shutdown_lines') or ['journal'])[-1]})")
+    elif facts.get("ready"):
         klass, sub, verdict = "ready", "ready", Verdict.PASS
         summary = f"reached ready in {facts.get('ready_s', 0):.1f}s and stayed up"
     elif exit_code is None:
@@ -229,19 +247,23 @@ def classify_start(facts: dict[str, Any]) -> StartClass:
             sub = "exit0-after-banner" if banner else "exit0-before-banner"
         elif sig or (exit_code > 128 and not facts.get("output_bytes")):
             sub = "killed"
+        elif facts.get("shutdown_lines"):
+            sub = "nonzero-shutdown-line"
         else:
             sub = "nonzero-silent"
         said = (f"; the log said: {_msg(explaining[-1])}" if explaining else
                 f"; only: {facts['shutdown_lines'][-1]}" if facts.get("shutdown_lines") else
                 "; nothing at WARNING or above")
-        summary = (f"exited before ready ({how} after {facts.get('elapsed_s', 0):.1f}s, "
-                   f"{'after' if banner else 'before'} the banner){said}")
+        when = (f"{facts['elapsed_s'] - facts['ready_s']:.1f}s after its ready line"
+                if facts.get("ready_seen") and facts.get("ready_s") is not None and facts.get("elapsed_s")
+                else f"before ready, {'after' if banner else 'before'} the banner")
+        summary = f"exited {when} ({how} after {facts.get('elapsed_s', 0):.1f}s){said}"
     else:
         klass, sub, verdict = "failed-loudly", "failed-loudly", Verdict.PASS
         summary = f"failed loudly before ready ({how} after {facts.get('elapsed_s', 0):.1f}s): {_msg(explaining[-1])}"
     if leftovers and klass != "ready":
         summary += f"; {len(leftovers)} process(es) still running after the command exited"
-    causes = [CLASS_HINTS["killed" if sub == "killed" else sub]]
+    causes = [CLASS_HINTS[HINT_ALIASES.get(sub, sub)]]
     causes += [text for key, _, text in PATTERN_HINTS if key in (facts.get("hint_keys") or [])]
     return StartClass(klass, sub, verdict.value, summary, causes)
 
@@ -305,6 +327,35 @@ class BoundedOutput:
             return (head + tail[overlap:]).decode(errors="replace")
         return (head.decode(errors="replace") + f"\n[... lab diagnose: {-overlap} bytes not kept ...]\n"
                 + tail.decode(errors="replace"))
+
+
+RESET_SIGNALS = ("SIGINT", "SIGQUIT", "SIGHUP", "SIGTERM", "SIGUSR1", "SIGUSR2")
+
+
+def ignored_signals() -> list[str]:
+    """Signals this process ignores: a child would inherit SIG_IGN for them (e.g. a shell's `&`
+    job ignores SIGINT and SIGQUIT, nohup ignores SIGHUP)."""
+    out = []
+    for name in RESET_SIGNALS:
+        try:
+            if signal.getsignal(getattr(signal, name)) == signal.SIG_IGN:
+                out.append(name)
+        except (ValueError, OSError):
+            continue
+    return out
+
+
+def default_signals() -> None:
+    """preexec_fn: start the child with default dispositions, as a container runtime does."""
+    for name in RESET_SIGNALS:
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+
+
+# An exec shim with the same effect, for argv prefixes: python -c SHIM cmd args...
+DEFAULT_SIGNALS_SHIM = ("import os, signal, sys\n"
+                        f"for name in {RESET_SIGNALS!r}:\n"
+                        "    signal.signal(getattr(signal, name), signal.SIG_DFL)\n"
+                        "os.execvp(sys.argv[1], sys.argv[1:])\n")
 
 
 def become_subreaper() -> bool:
@@ -415,12 +466,13 @@ def diagnose_command(argv: list[str], bound: float = 60.0, confirm: float = 2.0,
                      cwd: str | None = None) -> dict[str, Any]:
     """Run `argv`, observe its start, stop it, and return facts + classification."""
     subreaper = become_subreaper()
+    inherited = ignored_signals()  # reset to default in the child (see default_signals)
     tracker = Tracker()
     t0 = time.monotonic()
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
-                                env=env, cwd=cwd)
+                                env=env, cwd=cwd, preexec_fn=default_signals)
     except OSError as exc:
         facts = {"argv": argv, "exit_code": 127, "exit_signal": None, "elapsed_s": 0.0,
                  "ready": False, "bound_s": bound, **analyze_output(f"Error: cannot run: {exc}")}
@@ -428,9 +480,10 @@ def diagnose_command(argv: list[str], bound: float = 60.0, confirm: float = 2.0,
         return facts
     output = BoundedOutput(proc.stdout)
     facts: dict[str, Any] = {"argv": argv, "bound_s": bound, "confirm_s": confirm,
-                             "subreaper": subreaper, "pid": proc.pid}
+                             "subreaper": subreaper, "pid": proc.pid,
+                             "reset_inherited_ignored": inherited}
     ready_at = None
-    ready = False
+    ready = pending = False
     while True:
         tracker.poll()
         code = proc.poll()
@@ -438,13 +491,15 @@ def diagnose_command(argv: list[str], bound: float = 60.0, confirm: float = 2.0,
         if output.ready_line and ready_at is None:
             ready_at = now
         if ready_at is not None and code is None and now - ready_at >= confirm:
-            ready = True
-            break
-        if code is not None or now - t0 >= bound:
+            pending = bool(PENDING_SHUTDOWN.search(output.text()))
+            if not pending or now - ready_at >= confirm + PENDING_GRACE_S:
+                ready = True
+                break
+        if code is not None or now - t0 >= bound + (PENDING_GRACE_S if pending else 0):
             break
         time.sleep(0.05)
     elapsed = time.monotonic() - t0
-    facts.update({"ready": ready, "ready_seen": ready_at is not None,
+    facts.update({"ready": ready, "ready_seen": ready_at is not None, "shutdown_ignored": ready and pending,
                   "ready_s": round(ready_at - t0, 2) if ready_at else None,
                   "elapsed_s": round(elapsed, 2)})
     code = proc.poll()

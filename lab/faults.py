@@ -62,8 +62,11 @@ def apply_eviction(worker: WorkerController, plan: EvictionPlan,
                 pass
         if not info.exited:
             info = worker.wait_exit(10.0)
+    how = (f"exited by itself: {info.describe()} after SIGTERM" if kill_at is None else
+           f"SIGKILLed {kill_at - term_at:.1f}s after SIGTERM (grace {plan.grace_s:g}s); "
+           f"master {info.describe().split(' after ')[0]}")
     return {"sigterm_mono": term_at, "sigkill_mono": kill_at,
             "exited_in_grace": kill_at is None or (info.exited and info.elapsed_s <= plan.grace_s
                                                    and not leftovers),
-            "old_exit": info.describe(), "old_exit_code": info.returncode,
+            "old_exit": how, "old_exit_code": info.returncode,
             "leftovers_at_grace": len(leftovers), "plan": plan.to_dict()}

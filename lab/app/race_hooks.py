@@ -14,7 +14,11 @@ acts (a signal handler may raise and never give control back).
                         forked (`_popen` is None): reached when the pool calls
                         `_process_register_queues`, the line after the append;
     up                  forked, but the pool has not yet tracked its sentinel
-                        (`_sentinel_poll` unset): reached at `on_process_up`.
+                        (`_sentinel_poll` unset): reached at `on_process_up`;
+    reaping             the next time the pool reaps an exited child, inside
+                        `_join_exited_workers`' loop over pool._pool, just
+                        before it deletes index i: reached at its call of
+                        `process_flush_queues`.
   LAB_RACE_SIGNAL       signal the master sends itself there (QUIT, TERM, ...).
   LAB_RACE_KILL_CHILD   "1": SIGKILL the new child first (point `up` only).
   LAB_RACE_SKIP         child creations after worker_ready to let pass first.
@@ -23,8 +27,9 @@ acts (a signal handler may raise and never give control back).
 
 The named points after the receiver are reached with a one-shot profiler
 (sys.setprofile) that the receiver installs in the creating thread and that
-removes itself at the point or when the creation returns: Celery's code is
-neither patched nor wrapped. Standard library + celery only.
+removes itself at the point or (points inside the creation) when the
+creation returns: Celery's code is neither patched nor wrapped. Standard
+library + celery only.
 """
 
 from __future__ import annotations
@@ -41,8 +46,11 @@ from celery import signals
 
 from lab.journal import write_event
 
-POINTS = ("before-create", "registering", "up")
-TRAP_FUNCTION = {"registering": "_process_register_queues", "up": "on_process_up"}
+POINTS = ("before-create", "registering", "up", "reaping")
+# point -> (function whose call is the point, its required caller, stays armed past the creation)
+TRAPS = {"registering": ("_process_register_queues", None, False),
+         "up": ("on_process_up", None, False),
+         "reaping": ("process_flush_queues", "_join_exited_workers", True)}
 CREATOR = "_create_worker_process"
 STACK_DEPTH = 16
 
@@ -91,14 +99,14 @@ def _checkpoint() -> None:
     pass
 
 
-def _fire(pool, point: str, proc=None) -> None:
+def _fire(pool, point: str, proc=None, **extra) -> None:
     """Journal, optionally kill the new child, then signal the master (self)."""
     killed = None
     if KILL_CHILD and proc is not None and getattr(proc, "pid", None):
         killed = proc.pid
     _safe("race_inject", point=point, signal=SIGNAL, kill_child=killed,
           creation=_state["creations"], thread=threading.current_thread().name,
-          pool=type(pool).__name__, stack=_stack(), **_proc_state(pool, proc))
+          pool=type(pool).__name__, stack=_stack(), **_proc_state(pool, proc), **extra)
     if killed:
         try:
             os.kill(killed, signal.SIGKILL)
@@ -118,20 +126,26 @@ def _fire(pool, point: str, proc=None) -> None:
 
 
 def _arm_profiler(pool, point: str) -> None:
-    target = TRAP_FUNCTION[point]
+    target, caller, persist = TRAPS[point]
+    if persist and sys.getprofile() is not None:
+        return  # already waiting for the point
     creator = sys._getframe(0)
     while creator is not None and creator.f_code.co_name != CREATOR:
         creator = creator.f_back
 
     def trap(frame, event, arg):
-        if event == "call" and frame.f_code.co_name == target:
+        if event == "call" and frame.f_code.co_name == target and (
+                caller is None or (frame.f_back and frame.f_back.f_code.co_name == caller)):
             sys.setprofile(None)
             _state["fired"] = True
-            _fire(pool, point, frame.f_locals.get("proc") or frame.f_locals.get("w"))
-        elif event == "return" and frame is creator:
+            loc, extra = frame.f_locals, {}
+            if caller:  # where the caller stands in its loop over pool._pool
+                extra = {"index": frame.f_back.f_locals.get("i"),
+                         "pool_size": len(getattr(pool, "_pool", []) or [])}
+            _fire(pool, point, loc.get("proc") or loc.get("worker") or loc.get("w"), **extra)
+        elif event == "return" and frame is creator and not persist:
             sys.setprofile(None)  # the creation ended without the point: re-arm next time
-            _safe("race_point_missed", point=point, creation=_state["creations"],
-                  function=target)
+            _safe("race_point_missed", point=point, creation=_state["creations"], function=target)
 
     sys.setprofile(trap)
 

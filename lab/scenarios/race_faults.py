@@ -31,6 +31,7 @@ class Point(str, enum.Enum):
     BEFORE_CREATE = "before-create"  # worker_before_create_process receiver: no new process yet
     REGISTERING = "registering"      # in pool._pool, not forked (_popen None, pid None)
     UP = "up"                        # forked, sentinel not tracked (_sentinel_poll unset)
+    REAPING = "reaping"              # _join_exited_workers, mid-loop over pool._pool, before `del`
 
 
 class Fault(str, enum.Enum):

@@ -33,6 +33,7 @@ reached in the bound while children churned.
 
 from __future__ import annotations
 
+import signal
 import time
 from typing import Any
 
@@ -48,7 +49,10 @@ TARGET_TIMEOUT = 20.0     # churn this long for the named point before calling i
 SHUTDOWN_TIMEOUT = 20.0   # after the last signal
 BATCH, LOW_WATER = 20, 30  # keep at least LOW_WATER tasks queued
 SHUTDOWN_EXC = ("WorkerTerminate", "WorkerShutdown", "SystemExit", "KeyboardInterrupt")
-_SIGNUM = {"TERM": 15, "QUIT": 3, "INT": 2, "KILL": 9}
+
+
+def _signum(name: str) -> int:
+    return getattr(signal, "SIG" + name)
 
 
 class ShutdownRace(Scenario):
@@ -110,20 +114,26 @@ class ShutdownRace(Scenario):
             if inject:
                 sent.append({"signal": plan["signals"][0], "by": "master", "mono": inject["mono"]})
             else:  # never reached: the driver stops the worker itself
-                worker.send(_SIGNUM[plan["signals"][0]])
+                worker.send(_signum(plan["signals"][0]))
                 sent.append({"signal": plan["signals"][0], "by": "driver", "mono": time.monotonic()})
         else:
             obs["fire_at_s"] = round(fire_at, 3)
             reached = self._churn(ctx, app, worker, tail, lambda: False, t_ready + fire_at)
-            worker.send(_SIGNUM[plan["signals"][0]])
+            worker.send(_signum(plan["signals"][0]))
             sent.append({"signal": plan["signals"][0], "by": "driver", "mono": time.monotonic()})
         for name, delay in zip(plan["signals"][1:], delays):
             time.sleep(max(0.0, sent[-1]["mono"] + delay - time.monotonic()))
             if worker.is_alive():
-                worker.send(_SIGNUM[name])
+                worker.send(_signum(name))
                 sent.append({"signal": name, "by": "driver", "mono": time.monotonic()})
         obs["worker_died_early"] = reached is None
         obs.update(exit_observation(worker, bound=SHUTDOWN_TIMEOUT))
+        if obs["exit_code"] is None:  # what the hung master is doing: Celery's SIGUSR1 stack dump
+            size = len(worker.log_text())
+            worker.send(signal.SIGUSR1)
+            time.sleep(1.5)
+            obs["hang_dump"] = worker.log_text()[size:][-6000:]
+            obs["hang_tree"] = worker.tree()
         exits = [f["mono"] for f in worker.faults if f["kind"] == "exit"]
         obs["exit_s"] = round(exits[-1] - sent[0]["mono"], 3) if exits else None
         obs["signals"] = [{"signal": s["signal"], "by": s["by"], "at_s": round(s["mono"] - t_ready, 3)}
@@ -162,8 +172,8 @@ class ShutdownRace(Scenario):
         inject = tail.first("race_inject")
         if inject:
             obs["injection"] = {k: inject.get(k) for k in ("point", "signal", "kill_child", "creation",
-                                                          "thread", "in_pool", "forked",
-                                                          "sentinel_tracked", "stack")}
+                                                          "thread", "in_pool", "forked", "index",
+                                                          "pool_size", "sentinel_tracked", "stack")}
         raised = tail.first("race_inject_raised")
         if raised:
             exc_type, frame = signatures.traceback_key(raised.get("traceback", ""))
@@ -187,6 +197,8 @@ class ShutdownRace(Scenario):
             out.metrics.update(metrics)
             return out
         evidence = {"log_tail": obs.get("log_tail", ""), "signals": repr(obs.get("signals")),
+                    **({"hang_dump": obs["hang_dump"], "hang_tree": repr(obs.get("hang_tree"))}
+                       if obs.get("hang_dump") is not None else {}),
                     "injection": repr(obs.get("injection")), "time_to_repro_s": obs.get("cell_elapsed_s")}
         how = self._how(obs)
         findings = self._findings(obs)

@@ -78,7 +78,7 @@ class SilentExit(Scenario):
         start = classify_start(obs)
         evidence["causes"] = "\n".join(start.causes)
         if start.klass == "ready":
-            signature = None
+            signature = None if start.sub == "ready" else f"ready:{start.sub}"
             metrics["key_figure"] = f"ready {obs.get('ready_s', 0):.1f}s"
         elif start.klass == "failed-loudly":
             names = [m["name"] for m in obs.get("signatures") or []]
@@ -96,6 +96,10 @@ class SilentExit(Scenario):
             summary = f"{obs['hook'].get('action')} at {obs['hook'].get('moment')}: {summary}"
         if obs.get("inner_status") is not None and start.klass != "ready":
             summary += f" (the worker itself exited {obs['inner_status']})"
+        stop = obs.get("stop_after_ready") or ""
+        if stop.startswith("still running"):  # what a SIGTERM did once it was up: noted, not judged here
+            summary += f"; SIGTERM to the ready worker's group: {stop}"
+            evidence["stop_after_ready"] = stop
         return Outcome(Verdict(start.verdict), summary, signature, metrics, evidence)
 
 

@@ -319,8 +319,14 @@ def prepare(mode: str, broker: str, workdir: Path, worker_env: dict[str, str],
         out.overrides["extra_args"] = ["--detach"]
     elif mode == "pid1-tee":
         wrapper = ["unshare", "--pid", "--fork", "bash", "-c", TEE_SCRIPT]
+    inherited = diagnose.ignored_signals()
+    if inherited:
+        out.notes.append(f"the lab process ignores {', '.join(inherited)}; the worker starts with "
+                         "default dispositions anyway")
     out.overrides["env"] = env
-    out.overrides["wrapper"] = wrapper
+    # Default dispositions first (as a container runtime starts a process): a SIG_IGN the lab
+    # inherited (a shell's `&` job ignores SIGINT/SIGQUIT) must not decide what early signals do.
+    out.overrides["wrapper"] = [python, "-c", diagnose.DEFAULT_SIGNALS_SHIM] + wrapper
     return out
 
 
@@ -330,19 +336,28 @@ def _ready_event(events: list[dict]) -> dict | None:
     return found[-1] if found else None
 
 
-def _stopped_since(events: list[dict], ready: dict | None) -> bool:
-    """A shutdown journaled after the (last) worker_ready event."""
-    after = ready["mono"] if ready else float("-inf")
-    return any(e.get("mono", 0) >= after for e in events
+def shutdown_requested(events: list[dict]) -> bool:
+    """A shutdown journaled since this worker process (last) initialised."""
+    inits = select(events, "worker_init")
+    since = inits[-1]["mono"] if inits else float("-inf")
+    return any(e.get("mono", 0) >= since for e in events
                if e.get("event") in ("worker_shutting_down", "worker_shutdown"))
 
 
-def watch_start(worker: WorkerController, bound: float, confirm: float) -> dict[str, Any]:
-    """Observe a started worker until confirmed ready, exited, or the bound."""
+def watch_start(worker: WorkerController, bound: float, confirm: float,
+                pending_grace: float = diagnose.PENDING_GRACE_S) -> dict[str, Any]:
+    """Observe a started worker until confirmed ready, exited, or the bound.
+
+    Ready: the ready event or line, then still running `confirm` s later. If a
+    shutdown was requested since the process initialised (journaled), it gets
+    `pending_grace` more seconds to take effect; still running after that, it is
+    ready with `shutdown_ignored`.
+    """
     t0 = worker.started_mono
     ready_at = None
     ready = False
     ready_source = None
+    pending = False
     while True:
         now = time.monotonic()
         alive = worker.is_alive()
@@ -353,14 +368,16 @@ def watch_start(worker: WorkerController, bound: float, confirm: float) -> dict[
             elif diagnose.READY_LINE.search(worker.log_text()):
                 ready_at, ready_source = now, "log"
         if ready_at is not None and alive and now - ready_at >= confirm:
-            ready = not _stopped_since(events, _ready_event(events))
-            if ready or now - ready_at >= confirm + 5:
+            pending = shutdown_requested(events)
+            if not pending or now - ready_at >= confirm + pending_grace:
+                ready = True
                 break
-        if not alive or now - t0 >= bound:
+        if not alive or now - t0 >= bound + (pending_grace if pending else 0):
             break
         time.sleep(0.1)
     elapsed = time.monotonic() - t0
     facts: dict[str, Any] = {"ready": ready, "ready_seen": ready_at is not None,
+                             "shutdown_ignored": ready and pending,
                              "ready_source": ready_source, "bound_s": bound, "confirm_s": confirm,
                              "ready_s": round(ready_at - t0, 2) if ready_at else None,
                              "elapsed_s": round(elapsed, 2)}
