@@ -26,8 +26,8 @@ from pathlib import Path
 
 from lab.reaper import OWNER_ENV, owner_token
 from lab.services.base import Service, ServiceError, free_port, wait_until
-from lab.services.postgres import SCHEMES as PG_SCHEMES, db_name, find_pg_bindir
-from lab.services.rabbitmq import amqp_handshake, vhost_name
+from lab.services.postgres import PostgresNamespaces, find_pg_bindir
+from lab.services.rabbitmq import VhostNamespaces, amqp_handshake
 from lab.services.redis import ROLE_DB, redis_command
 
 OWNER_LABEL = "lab.owner"
@@ -163,7 +163,7 @@ class ContainerRedis(ContainerService):
         return f"redis://{self.host}:{self.port}/{ROLE_DB[role]}"
 
 
-class ContainerPostgres(ContainerService):
+class ContainerPostgres(PostgresNamespaces, ContainerService):
     KIND, IMAGE_ENV = "postgres", "LAB_POSTGRES_IMAGE"
 
     def __init__(self, workdir: Path | None = None, **kwargs):
@@ -202,22 +202,8 @@ class ContainerPostgres(ContainerService):
     def read_version(self) -> str:
         return self.sql("show server_version").split()[0]
 
-    def prepare(self, namespace: str) -> None:
-        name = db_name(namespace)
-        with self._lock:
-            if self.sql(f"select 1 from pg_database where datname = '{name}'") == "1":
-                return
-            result = self.psql_run(f'create database "{name}"')
-            if result.returncode != 0 and "already exists" not in result.stderr:
-                raise ServiceError(f"create database {name} failed: {result.stderr.strip()}")
 
-    def url_for(self, namespace: str, role: str = "broker") -> str:
-        if role not in PG_SCHEMES:
-            raise ServiceError(f"postgres has no role {role!r} (broker, backend)")
-        return f"{PG_SCHEMES[role]}://postgres@{self.host}:{self.port}/{db_name(namespace)}"
-
-
-class ContainerRabbitMQ(ContainerService):
+class ContainerRabbitMQ(VhostNamespaces, ContainerService):
     """Node lab-P@localhost; AMQP, distribution and epmd ports free and on 127.0.0.1."""
 
     KIND, IMAGE_ENV = "rabbitmq", "LAB_RABBITMQ_IMAGE"
@@ -262,14 +248,3 @@ class ContainerRabbitMQ(ContainerService):
     def read_version(self) -> str:
         return self.ctl("version").strip().splitlines()[-1]
 
-    def prepare(self, namespace: str) -> None:
-        vhost = vhost_name(namespace)
-        with self._lock:
-            if vhost not in self.ctl("list_vhosts", "--quiet", "--no-table-headers").split():
-                self.ctl("add_vhost", vhost)
-            self.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-
-    def url_for(self, namespace: str, role: str = "broker") -> str:
-        if role != "broker":
-            raise ServiceError(f"rabbitmq is a broker only, not a {role!r}")
-        return f"amqp://guest:guest@{self.host}:{self.port}/{vhost_name(namespace)}"

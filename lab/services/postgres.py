@@ -67,7 +67,26 @@ def _demoter(user: str | None):
     return demote
 
 
-class PostgresServer(Service):
+class PostgresNamespaces:
+    """A database per namespace; shared by the local and container providers
+    (they provide `sql`, `psql_run`, `_lock`, `host` and `port`)."""
+
+    def prepare(self, namespace: str) -> None:
+        name = db_name(namespace)
+        with self._lock:
+            if self.sql(f"select 1 from pg_database where datname = '{name}'") == "1":
+                return
+            result = self.psql_run(f'create database "{name}"')
+            if result.returncode != 0 and "already exists" not in result.stderr:
+                raise ServiceError(f"create database {name} failed: {result.stderr.strip()}")
+
+    def url_for(self, namespace: str, role: str = "broker") -> str:
+        if role not in SCHEMES:
+            raise ServiceError(f"postgres has no role {role!r} (broker, backend)")
+        return f"{SCHEMES[role]}://postgres@{self.host}:{self.port}/{db_name(namespace)}"
+
+
+class PostgresServer(PostgresNamespaces, Service):
     def __init__(self, workdir: Path, bindir: Path | None = None):
         bindir = bindir or find_pg_bindir()
         if not bindir:
@@ -146,22 +165,8 @@ class PostgresServer(Service):
         self._launch()
 
     # -- namespaces ------------------------------------------------------
-    def prepare(self, namespace: str) -> None:
-        name = db_name(namespace)
-        with self._lock:
-            self._create_database(name)
-
-    def _create_database(self, name: str) -> None:
-        if self.sql(f"select 1 from pg_database where datname = '{name}'") == "1":
-            return
-        result = self._psql("postgres", f'create database "{name}"')
-        if result.returncode != 0 and "already exists" not in result.stderr:
-            raise ServiceError(f"create database {name} failed: {result.stderr.strip()}")
-
-    def url_for(self, namespace: str, role: str = "broker") -> str:
-        if role not in SCHEMES:
-            raise ServiceError(f"postgres has no role {role!r} (broker, backend)")
-        return f"{SCHEMES[role]}://postgres@{self.host}:{self.port}/{db_name(namespace)}"
+    def psql_run(self, statement: str, database: str = "postgres", timeout: float = 30):
+        return self._psql(database, statement, timeout)
 
     def sql(self, statement: str, database: str = "postgres") -> str:
         result = self._psql(database, statement)

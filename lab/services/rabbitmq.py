@@ -80,7 +80,24 @@ def amqp_handshake(host: str, port: int, timeout: float = 2.0, expect: bytes = b
     return (frame_type, channel, class_id, method_id) == (1, 0, 10, 10) and expect in blob
 
 
-class RabbitMQServer(Service):
+class VhostNamespaces:
+    """A vhost per namespace; shared by the local and container providers
+    (they provide `ctl`, `_lock`, `host` and `port`)."""
+
+    def prepare(self, namespace: str) -> None:
+        vhost = vhost_name(namespace)
+        with self._lock:
+            if vhost not in self.ctl("list_vhosts", "--quiet", "--no-table-headers").split():
+                self.ctl("add_vhost", vhost)
+            self.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+
+    def url_for(self, namespace: str, role: str = "broker") -> str:
+        if role != "broker":
+            raise ServiceError(f"rabbitmq is a broker only, not a {role!r}")
+        return f"amqp://guest:guest@{self.host}:{self.port}/{vhost_name(namespace)}"
+
+
+class RabbitMQServer(VhostNamespaces, Service):
     def __init__(self, workdir: Path, bindir: Path | None = None):
         bindir = bindir or find_rabbit_bindir()
         epmd = find_epmd()
@@ -198,14 +215,3 @@ class RabbitMQServer(Service):
         stop_process(self.epmd_proc)
         self.epmd_proc = None
 
-    def prepare(self, namespace: str) -> None:
-        vhost = vhost_name(namespace)
-        with self._lock:
-            if vhost not in self.ctl("list_vhosts", "--quiet", "--no-table-headers").split():
-                self.ctl("add_vhost", vhost)
-            self.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-
-    def url_for(self, namespace: str, role: str = "broker") -> str:
-        if role != "broker":
-            raise ServiceError(f"rabbitmq is a broker only, not a {role!r}")
-        return f"amqp://guest:guest@{self.host}:{self.port}/{vhost_name(namespace)}"
