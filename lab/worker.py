@@ -208,9 +208,12 @@ class WorkerController:
             self.faults[-1]["detail"] = "process already gone"
 
     def kill_child(self, pid: int | None = None) -> int | None:
-        """SIGKILL one pool child (the given pid, or the first); its pid or None."""
+        """SIGKILL one pool child (the given pid if it is a child, else the first); its pid or None."""
         kids = [c.pid for c in self.children() if c.pid != self.pid]
-        target = pid if pid in kids else (kids[0] if kids else None)
+        if pid is not None:  # a named child that is gone is not replaced by another
+            target = pid if pid in kids else None
+        else:
+            target = kids[0] if kids else None
         if target is not None:
             self._fault("kill", signal="SIGKILL", target="child", pid=target)
             try:
