@@ -22,26 +22,28 @@ class Signature:
     issue_url: str = ""
     fixed_in: str = ""
     severity: str = "bug"
+    exc_type: str = ""   # the exception it is; an Unrecoverable error of another type is not folded in
 
 
 KNOWN = [
     Signature("sentinel-poll-attributeerror",
               "AttributeError: 'ForkProcess' object has no attribute '_sentinel_poll' during shutdown",
               r"AttributeError: 'ForkProcess' object has no attribute '_sentinel_poll'",
-              "https://github.com/celery/celery/issues?q=_sentinel_poll"),
+              "https://github.com/celery/celery/issues?q=_sentinel_poll", exc_type="AttributeError"),
     Signature("verify-process-alive-assertion",
               "AssertionError in verify_process_alive (fd reuse while children are replaced)",
               r"verify_process_alive[\s\S]{0,400}?AssertionError|assert proc\.outqR_fd in hub\.readers",
-              "https://github.com/celery/celery/issues?q=verify_process_alive"),
+              "https://github.com/celery/celery/issues?q=verify_process_alive", exc_type="AssertionError"),
     Signature("timed-out-waiting-for-up",
               "Timed out waiting for UP message from a new pool child",
               r"Timed out waiting for UP message"),
     Signature("shm-read-only",
               "prefork cannot create semaphores: /dev/shm is read-only",
-              r"OSError\(30, 'Read-only file system'\)|\[Errno 30\] Read-only file system"),
+              r"OSError\(30, 'Read-only file system'\)|\[Errno 30\] Read-only file system", exc_type="OSError"),
     Signature("worker-lost-error",
               "WorkerLostError: a pool child exited prematurely",
-              r"WorkerLostError\(|billiard\.exceptions\.WorkerLostError", severity="evidence"),
+              r"WorkerLostError\(|billiard\.exceptions\.WorkerLostError", severity="evidence",
+              exc_type="WorkerLostError"),
 ]
 
 UNRECOVERABLE = re.compile(r"Unrecoverable error: (\w+)\(")
@@ -104,26 +106,47 @@ def traceback_key(block: str) -> tuple[str, str]:
     return exc_type, frame
 
 
+CHAINED = ("During handling of the above exception, another exception occurred:",
+           "The above exception was the direct cause of the following exception:")
+
+
+def context_spans(text: str) -> list[tuple[int, int]]:
+    """Tracebacks that are only the context of a later one in the same chain
+    ("During handling of the above exception..."): a match there is not the failure."""
+    spans, blocks = [], tracebacks(text)
+    for (start, end, _), (nxt, _, _) in zip(blocks, blocks[1:]):
+        if text[end:nxt].strip() in CHAINED:
+            spans.append((start, end))
+    return spans
+
+
 def classify(text: str) -> list[Match]:
     matches: list[Match] = []
-    explained: list[tuple[int, int]] = []
+    explained: list[tuple[int, int, str]] = []
+    contexts = context_spans(text)
     for sig in KNOWN:
-        found = re.search(sig.pattern, text)
+        found = next((m for m in re.finditer(sig.pattern, text)
+                      if not any(s <= m.start() < e for s, e in contexts)), None)
         if found:
             matches.append(Match(sig.name, sig.title, _excerpt(text, found.start(), found.end()),
                                  True, sig.issue_url, sig.fixed_in, sig.severity))
-            explained.append((found.start(), found.end()))
+            explained.append((found.start(), found.end(), sig.exc_type))
     for found in UNRECOVERABLE.finditer(text):
-        if any(s - 2000 <= found.start() <= e + 2000 for s, e in explained):
+        if any(s - 2000 <= found.start() <= e + 2000 and kind in ("", found.group(1))
+               for s, e, kind in explained):
             continue
-        blocks = [b for b in tracebacks(text) if b[0] >= found.start()][:1]
+        after = [b for b in tracebacks(text) if b[0] >= found.start()]
+        while len(after) > 1 and text[after[0][1]:after[1][0]].strip() in CHAINED:
+            after = after[1:]  # the chain's final exception is the failure
+        blocks = after[:1]
         frame = traceback_key(blocks[0][2])[1] if blocks else ""
         name = f"unrecoverable:{found.group(1)}" + (f"@{frame}" if frame else "")
         matches.append(Match(name, f"Unrecoverable error: {found.group(1)}",
                              _excerpt(text, found.start(), blocks[0][1] if blocks else found.end()), False))
-        explained.append((found.start(), blocks[0][1] if blocks else found.end()))
+        explained.append((found.start(), blocks[0][1] if blocks else found.end(), found.group(1)))
     for start, end, block in tracebacks(text):
-        if any(s <= start <= e or start <= s <= end for s, e in explained):
+        if any(s <= start <= e or start <= s <= end for s, e, _ in explained) or \
+                any(s == start for s, _ in contexts):
             continue
         exc_type, frame = traceback_key(block)
         name = f"unknown:{exc_type}" + (f"@{frame}" if frame else "")

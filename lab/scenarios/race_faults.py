@@ -7,7 +7,12 @@ reads LAB_RACE_SIGNALS, and REMAP_SIGTERM is a real worker setting the
 profile passes to the worker). `worker_env(mode, plan, ...)` is the only way
 the driver configures lab.app.race_hooks. `JournalTail` reads the journal
 incrementally (the flood polls it often). `race_matches(log)` names the
-race's own log lines that lab.signatures does not know. Standard library only.
+race's own log lines that lab.signatures does not know. `chained_failures(log)`
+names every traceback by its *final* exception (type@innermost frame, the
+lab.signatures scheme), chained contexts ("During handling of the above
+exception") and tracebacks printed through Celery's stderr logger (each line
+prefixed) included, so a TypeError whose context is the _sentinel_poll
+AttributeError is not taken for it. Standard library only.
 """
 
 from __future__ import annotations
@@ -15,9 +20,12 @@ from __future__ import annotations
 import enum
 import json
 import re
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from lab import signatures
 
 
 class Kind(str, enum.Enum):
@@ -27,7 +35,7 @@ class Kind(str, enum.Enum):
 
 
 class Point(str, enum.Enum):
-    """Named points of AsynPool._create_worker_process (see lab.app.race_hooks)."""
+    """Named points of pool repopulation, in AsynPool._maintain_pool (see lab.app.race_hooks)."""
     BEFORE_CREATE = "before-create"  # worker_before_create_process receiver: no new process yet
     REGISTERING = "registering"      # in pool._pool, not forked (_popen None, pid None)
     UP = "up"                        # forked, sentinel not tracked (_sentinel_poll unset)
@@ -103,6 +111,21 @@ def worker_env(mode: Mode, plan: dict[str, Any], skip: int) -> dict[str, str]:
     return env
 
 
+def signum(name: str) -> int:
+    return getattr(signal, "SIG" + name)
+
+
+def wchan(pid: int) -> dict[str, str]:
+    """Kernel wait channel of each thread of a process (futex: a lock; epoll: an idle loop)."""
+    out = {}
+    for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+        try:
+            out[f"{task.name} {(task / 'comm').read_text().strip()}"] = (task / "wchan").read_text() or "running"
+        except OSError:
+            continue
+    return out
+
+
 class JournalTail:
     """New journal events since the last read (the journal only grows)."""
 
@@ -158,4 +181,68 @@ def race_matches(text: str) -> list[dict[str, Any]]:
             end = text.find("\n", found.end())
             out.append({"name": line.name, "title": line.title, "known": False, "severity": "bug",
                         "excerpt": text[start:end if end >= 0 else len(text)]})
+    return out
+
+
+LOG_PREFIX = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+: \w+/[\w-]+\] ")
+CHAINED = ("During handling of the above exception, another exception occurred:",
+           "The above exception was the direct cause of the following exception:")
+HEADER = re.compile(r"(Unrecoverable error|Error in timer|Task handler raised error|"
+                    r"Unhandled exception|Exception ignored)[^\n]*")
+EVIDENCE_ONLY = ("WorkerLostError", "Terminated", "WorkerTerminate", "WorkerShutdown", "SystemExit")
+
+
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:: |:$|$)")
+
+
+def _unprefix(text: str) -> str:
+    """Drop the log prefix from tracebacks written through Celery's stderr proxy: a record per
+    write, so a line per frame, or (sys.unraisablehook: 'Exception ignored in') a record per token."""
+    out, inside = [], False
+    for line in text.splitlines():
+        found = LOG_PREFIX.match(line)
+        payload = line[found.end():] if found else line
+        if found and payload.startswith("Traceback (most recent call last):"):
+            inside = True
+        elif found and inside and not payload.startswith(" "):
+            if EXCEPTION_LINE.match(payload):
+                inside = False  # the exception line closes the traceback
+                out.append(payload)
+                continue
+            payload = "    " + payload  # a fragment of a source line: stays inside the block
+        out.append(payload if found and inside else line)
+    return "\n".join(out) + "\n"
+
+
+def chained_failures(text: str) -> list[dict[str, Any]]:
+    """One entry per exception chain in the log, named by its final exception."""
+    text = _unprefix(text)
+    blocks = signatures.tracebacks(text)
+    chains: list[list[tuple[int, int, str]]] = []
+    for block in blocks:
+        gap = text[chains[-1][-1][1]:block[0]].strip() if chains else ""
+        if chains and gap in CHAINED:
+            chains[-1].append(block)
+        else:
+            chains.append([block])
+    out = []
+    for chain in chains:
+        start, end, final = chain[-1]
+        exc_type, frame = signatures.traceback_key(final)
+        last = final.strip().splitlines()[-1] if final.strip() else ""
+        before = text[max(0, chain[0][0] - 600):chain[0][0]].splitlines()
+        header = HEADER.search(before[-1] if before else "")
+        kind = "unrecoverable" if header and header.group(1) == "Unrecoverable error" else "unknown"
+        if exc_type == "AttributeError" and "_sentinel_poll" in last and frame.endswith("_untrack_child_process"):
+            name = "sentinel-poll-attributeerror"
+        elif exc_type == "AssertionError" and frame.endswith("verify_process_alive"):
+            name = "verify-process-alive-assertion"
+        else:
+            name = f"{kind}:{exc_type}" + (f"@{frame}" if frame else "")
+        contexts = [signatures.traceback_key(b[2]) for b in chain[:-1]]
+        out.append({"name": name, "type": exc_type, "frame": frame, "message": last[:300],
+                    "header": header.group(0)[:200] if header else "",
+                    "contexts": [f"{t}@{f}" for t, f in contexts],
+                    "severity": "evidence" if exc_type in EVIDENCE_ONLY else "bug",
+                    "excerpt": "\n".join(([before[-1]] if before else []) + [b[2].rstrip() for b in chain])[-3000:]})
     return out

@@ -16,13 +16,15 @@ mode says:
                       worker_proc_alive_timeout (so the master kills them).
 Later signals of a plan follow after a seeded 0.2-1 s. Checker, from exit
 status, log, journal and process table, most specific first:
-  bug   a bug signature in the log (_sentinel_poll AttributeError, assertion in
-        verify_process_alive, Unrecoverable error <Type>@frame, any unknown
-        traceback, 'Timed out waiting for UP message' unless slow-start
-        provoked it), an exception Celery's signal handler raised at the
-        injection point that the log never shows (swallowed:<Type>@frame), a
-        pool process reaped before it was started, orphaned children, or a
-        non-zero exit;
+  bug   a failure in the log, every traceback named by its final exception
+        (race_faults.chained_failures: the _sentinel_poll AttributeError in
+        _untrack_child_process, the assertion in verify_process_alive,
+        unrecoverable:<Type>@frame, unknown:<Type>@frame), 'Timed out waiting
+        for UP message' unless slow-start provoked it, an exception Celery's
+        signal handler raised at the injection point that the log never shows
+        (swallowed:<Type>@frame), a pool process reaped before it was started,
+        orphaned children, or a non-zero exit; every finding is kept in
+        metrics["findings"], the most specific one names the attempt;
   hang  no exit within the shutdown bound;
   pass  clean shutdown.
 n/a: targeted and slow-start on pools without children, targeted where
@@ -41,7 +43,8 @@ from lab import catalog, signatures
 from lab.scenarios.base import CellContext, Scenario
 from lab.scenarios.observe import exit_observation, judge_start_failure
 from lab.scenarios.race_faults import (RANDOM_WINDOW_S, SECOND_SIGNAL_DELAY_S, UP_TIMEOUT, JournalTail,
-                                       Kind, Mode, race_matches, signal_plan, worker_env)
+                                       Kind, Mode, chained_failures, race_matches, signal_plan, signum,
+                                       wchan, worker_env)
 from lab.verdict import Outcome, Verdict
 
 READY_TIMEOUT = 60.0
@@ -49,10 +52,8 @@ TARGET_TIMEOUT = 20.0     # churn this long for the named point before calling i
 SHUTDOWN_TIMEOUT = 20.0   # after the last signal
 BATCH, LOW_WATER = 20, 30  # keep at least LOW_WATER tasks queued
 SHUTDOWN_EXC = ("WorkerTerminate", "WorkerShutdown", "SystemExit", "KeyboardInterrupt")
-
-
-def _signum(name: str) -> int:
-    return getattr(signal, "SIG" + name)
+CHAIN_ORDER = ("sentinel-poll-attributeerror", "verify-process-alive-assertion")  # then by log order
+TRACEBACK_KINDS = ("unknown:", "unrecoverable:")
 
 
 class ShutdownRace(Scenario):
@@ -114,21 +115,22 @@ class ShutdownRace(Scenario):
             if inject:
                 sent.append({"signal": plan["signals"][0], "by": "master", "mono": inject["mono"]})
             else:  # never reached: the driver stops the worker itself
-                worker.send(_signum(plan["signals"][0]))
+                worker.send(signum(plan["signals"][0]))
                 sent.append({"signal": plan["signals"][0], "by": "driver", "mono": time.monotonic()})
         else:
             obs["fire_at_s"] = round(fire_at, 3)
             reached = self._churn(ctx, app, worker, tail, lambda: False, t_ready + fire_at)
-            worker.send(_signum(plan["signals"][0]))
+            worker.send(signum(plan["signals"][0]))
             sent.append({"signal": plan["signals"][0], "by": "driver", "mono": time.monotonic()})
         for name, delay in zip(plan["signals"][1:], delays):
             time.sleep(max(0.0, sent[-1]["mono"] + delay - time.monotonic()))
             if worker.is_alive():
-                worker.send(_signum(name))
+                worker.send(signum(name))
                 sent.append({"signal": name, "by": "driver", "mono": time.monotonic()})
         obs["worker_died_early"] = reached is None
         obs.update(exit_observation(worker, bound=SHUTDOWN_TIMEOUT))
-        if obs["exit_code"] is None:  # what the hung master is doing: Celery's SIGUSR1 stack dump
+        if obs["exit_code"] is None:  # what the hung master waits in, then Celery's SIGUSR1 stack dump
+            obs["hang_wchan"] = wchan(worker.pid)
             size = len(worker.log_text())
             worker.send(signal.SIGUSR1)
             time.sleep(1.5)
@@ -142,6 +144,7 @@ class ShutdownRace(Scenario):
         self._journal_evidence(obs, tail, t_ready)
         text = worker.log_text()
         obs["race_signatures"] = race_matches(text)
+        obs["failures"] = chained_failures(text)
         obs["up_timeouts"] = len(UP_TIMEOUT.findall(text))
         return self._finish(obs, t0, cell_t0)
 
@@ -197,21 +200,24 @@ class ShutdownRace(Scenario):
             out.metrics.update(metrics)
             return out
         evidence = {"log_tail": obs.get("log_tail", ""), "signals": repr(obs.get("signals")),
-                    **({"hang_dump": obs["hang_dump"], "hang_tree": repr(obs.get("hang_tree"))}
+                    **({"hang_dump": obs["hang_dump"] or "(no stack dump from SIGUSR1)",
+                        "hang_tree": repr(obs.get("hang_tree")), "hang_wchan": repr(obs.get("hang_wchan"))}
                        if obs.get("hang_dump") is not None else {}),
-                    "injection": repr(obs.get("injection")), "time_to_repro_s": obs.get("cell_elapsed_s")}
+                    "injection": repr(obs.get("injection"))}
         how = self._how(obs)
         findings = self._findings(obs)
-        if findings:
+        if findings and findings[0][0] != "shutdown-hang":
             name, title, excerpt = findings[0]
             evidence["traceback"] = excerpt
+            metrics["findings"] = [f[0] for f in findings]
             if len(findings) > 1:
                 evidence["other_findings"] = ", ".join(f[0] for f in findings[1:])
             metrics["key_figure"] = name
-            metrics["time_to_repro_s"] = obs.get("cell_elapsed_s")
+            metrics["time_to_repro_s"] = evidence["time_to_repro_s"] = obs.get("cell_elapsed_s")
             return Outcome(Verdict.BUG, f"{title} ({obs.get('exit_desc')}; {how})", name, metrics, evidence)
         if obs.get("exit_code") is None:
-            metrics["time_to_repro_s"] = obs.get("cell_elapsed_s")
+            metrics["findings"] = [f[0] for f in findings]
+            metrics["time_to_repro_s"] = evidence["time_to_repro_s"] = obs.get("cell_elapsed_s")
             return Outcome(Verdict.HANG, f"no exit within {SHUTDOWN_TIMEOUT:.0f}s of the last signal ({how})",
                            "shutdown-hang", metrics, evidence)
         if obs.get("worker_died_early"):
@@ -229,14 +235,19 @@ class ShutdownRace(Scenario):
     @staticmethod
     def _findings(obs: dict) -> list[tuple[str, str, str]]:
         """(signature, title, excerpt) of every bug seen, most specific first."""
-        slow = obs.get("kind") == "slow-start"
-        logged = [m for m in obs.get("signatures", []) if m["severity"] == "bug"
-                  and not (slow and m["name"] == "timed-out-waiting-for-up")]
-        logged.sort(key=lambda m: m["name"] == "timed-out-waiting-for-up")
-        out = [(m["name"], m["title"], m["excerpt"]) for m in logged]
+        slow, failures = obs.get("kind") == "slow-start", obs.get("failures")
+        chains = [f for f in failures or [] if f["severity"] == "bug"]
+        chains.sort(key=lambda f: CHAIN_ORDER.index(f["name"]) if f["name"] in CHAIN_ORDER else len(CHAIN_ORDER))
+        out = [(f["name"], f"{f['header'] or f['type'] + ' traceback'} [{f['message']}]", f["excerpt"])
+               for f in chains]
+        # lab.signatures for what is not a traceback (all of it if the log held no traceback)
+        lines = [m for m in obs.get("signatures", []) if m["severity"] == "bug"
+                 and (not failures or not (m["name"] in CHAIN_ORDER or m["name"].startswith(TRACEBACK_KINDS)))
+                 and not (slow and m["name"] == "timed-out-waiting-for-up")]
+        out += [(m["name"], m["title"], m["excerpt"]) for m in lines if m["name"] not in {o[0] for o in out}]
         raised = obs.get("injection_raised")
         if raised and raised["type"] not in SHUTDOWN_EXC and not any(
-                raised["type"] in m["excerpt"] or raised["type"] in m["name"] for m in logged):
+                raised["type"] in name or raised["type"] in excerpt for name, _, excerpt in out):
             name = f"swallowed:{raised['type']}" + (f"@{raised['frame']}" if raised["frame"] else "")
             out.append((name, f"{raised['exception']} raised by Celery's signal handler at the injection "
                         "point, never logged", raised["traceback"]))
@@ -244,6 +255,9 @@ class ShutdownRace(Scenario):
         if obs.get("orphans"):
             out.append(("orphaned-children", f"{len(obs['orphans'])} process(es) outlived the master",
                         repr(obs["orphans"])))
+        if obs.get("exit_code") is None:
+            out.append(("shutdown-hang", f"no exit within {SHUTDOWN_TIMEOUT:.0f}s of the last signal",
+                        obs.get("hang_dump") or ""))
         if obs.get("exit_code") not in (None, 0):
             code = obs.get("exit_signal") or obs.get("exit_code")
             out.append((f"unclean-exit:{code}", f"shutdown ended with {obs.get('exit_desc')}",

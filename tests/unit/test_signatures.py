@@ -52,3 +52,25 @@ def test_clean_log_has_no_signature_and_loud_lines():
 def test_read_only_shm_is_recognised():
     text = "[d: CRITICAL/MainProcess] Unrecoverable error: OSError(30, 'Read-only file system')\n"
     assert classify(text)[0].name == "shm-read-only"
+
+
+CHAINED_TYPEERROR = """[2026-01-01 10:00:00,000: CRITICAL/MainProcess] Unrecoverable error: TypeError("'NoneType' object cannot be interpreted as an integer")
+Traceback (most recent call last):
+  File "/v/site-packages/celery/concurrency/asynpool.py", line 516, in _untrack_child_process
+    proc._sentinel_poll
+AttributeError: 'ForkProcess' object has no attribute '_sentinel_poll'
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File "/v/site-packages/celery/worker/worker.py", line 203, in start
+    self.blueprint.start(self)
+  File "/v/site-packages/celery/concurrency/asynpool.py", line 509, in _track_child_process
+    fd = os.dup(proc._sentinel_poll)
+TypeError: 'NoneType' object cannot be interpreted as an integer
+"""
+
+
+def test_a_known_error_only_in_the_chained_context_is_not_the_failure():
+    names = [m.name for m in classify(CHAINED_TYPEERROR)]
+    assert names == ["unrecoverable:TypeError@asynpool.py:_track_child_process"]
