@@ -220,10 +220,13 @@ def cleanup(owner: str | None, check: bool) -> None:
               help="Seconds to wait for ready or an exit before calling it a hang.")
 @click.option("--confirm", type=float, default=2.0, show_default=True,
               help="Seconds the worker must stay up after its ready line.")
+@click.option("--stop-timeout", type=float, default=15.0, show_default=True,
+              help="After ready or a hang: seconds between SIGTERM and SIGKILL.")
 @click.option("--json", "as_json", is_flag=True, help="Print the facts and the class as JSON.")
 @click.option("--full-output", is_flag=True, help="Print all captured output, not only its tail.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def diagnose(bound: float, confirm: float, as_json: bool, full_output: bool, command: tuple[str, ...]) -> None:
+def diagnose(bound: float, confirm: float, stop_timeout: float, as_json: bool, full_output: bool,
+             command: tuple[str, ...]) -> None:
     """Run your own worker command and say how its start ended: `lab diagnose -- celery -A proj worker`.
 
     Exit status: 0 ready, 1 failed loudly, 3 silent exit, 4 hang.
@@ -232,7 +235,7 @@ def diagnose(bound: float, confirm: float, as_json: bool, full_output: bool, com
 
     from lab.diagnose import EXIT_CODES, diagnose_command, render
 
-    facts = diagnose_command(list(command), bound=bound, confirm=confirm)
+    facts = diagnose_command(list(command), bound=bound, confirm=confirm, stop_bound=stop_timeout)
     if as_json:
         click.echo(json.dumps(facts, indent=2, default=str))
     else:

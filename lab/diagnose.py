@@ -226,7 +226,8 @@ def classify_start(facts: dict[str, Any]) -> StartClass:
         klass, verdict = "hang", Verdict.HANG
         if explaining:
             sub = "hang-retrying"
-            summary = f"neither ready nor exited within {facts.get('bound_s', 0):.0f}s; it keeps saying: {_msg(explaining[-1])}"
+            summary = (f"neither ready nor exited within {facts.get('bound_s', 0):.0f}s; "
+                       f"it keeps saying: {_msg(explaining[-1])}")
         else:
             sub = ("hang-no-output" if not facts.get("output_bytes") else
                    "hang-silent-after-banner" if banner else "hang-silent")
@@ -260,7 +261,8 @@ def classify_start(facts: dict[str, Any]) -> StartClass:
         summary = f"exited {when} ({how} after {facts.get('elapsed_s', 0):.1f}s){said}"
     else:
         klass, sub, verdict = "failed-loudly", "failed-loudly", Verdict.PASS
-        summary = f"failed loudly before ready ({how} after {facts.get('elapsed_s', 0):.1f}s): {_msg(explaining[-1])}"
+        summary = (f"failed loudly before ready ({how} after {facts.get('elapsed_s', 0):.1f}s): "
+                   f"{_msg(explaining[-1])}")
     if leftovers and klass != "ready":
         summary += f"; {len(leftovers)} process(es) still running after the command exited"
     causes = [CLASS_HINTS[HINT_ALIASES.get(sub, sub)]]
@@ -413,6 +415,13 @@ def _describe(procs: list[psutil.Process]) -> list[dict[str, Any]]:
     return out
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def _stop(proc: subprocess.Popen, tracker: Tracker, bound: float) -> dict[str, Any]:
     """TERM the command's group and every tracked descendant; KILL what is left after `bound`."""
     result: dict[str, Any] = {"stop_signal": "SIGTERM"}
@@ -430,7 +439,7 @@ def _stop(proc: subprocess.Popen, tracker: Tracker, bound: float) -> dict[str, A
             pass
     try:
         code = proc.wait(bound)
-        result["stop_exit"] = describe_exit(code, signal.Signals(-code).name if code < 0 else None)
+        result["stop_exit"] = describe_exit(code, _signal_name(-code) if code < 0 else None)
         result["stop_s"] = round(time.monotonic() - t0, 2)
     except subprocess.TimeoutExpired:
         result["stop_exit"] = f"no exit within {bound:.0f}s of SIGTERM"
@@ -507,22 +516,25 @@ def diagnose_command(argv: list[str], bound: float = 60.0, confirm: float = 2.0,
         facts.update({"exit_code": None, "exit_signal": None})
         facts["last_output_age_s"] = (round(time.monotonic() - output.last_mono, 2)
                                       if output.last_mono else None)
+        time.sleep(0.1)
+        text = output.text()  # what the start produced, before diagnose stops it
         facts["stop"] = _stop(proc, tracker, stop_bound)
         facts["leftovers"] = []
     else:
-        facts.update({"exit_code": code, "exit_signal": signal.Signals(-code).name if code < 0 else None})
+        facts.update({"exit_code": code, "exit_signal": _signal_name(-code) if code < 0 else None})
         time.sleep(0.3)  # let orphans show
         facts["leftovers"] = _describe(tracker.alive(exclude=proc.pid))
         facts["killed_after_exit"] = _kill_all(proc, tracker)
+        text = None
     output.thread.join(2.0)
     if output.thread.is_alive():  # a descendant we could not see still holds the pipe
         try:
             proc.stdout.close()
         except OSError:
             pass
-    text = output.text()
-    facts.update(analyze_output(text))
-    facts["output"] = text
+    full = output.text()
+    facts.update(analyze_output(full if text is None else text))
+    facts["output"] = full
     facts["classification"] = classify_start(facts).to_dict()
     return facts
 

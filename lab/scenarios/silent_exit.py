@@ -6,9 +6,12 @@ read-only or missing, a low RLIMIT_AS, a broker that refuses or never
 answers, stdout/stderr closed, a stdout reader that exits, SystemExit(0)
 after the banner, container-like wrappers). Workload: none — one start,
 watched for START_BOUND seconds. Observations: readiness (log line or
-worker_ready, then alive CONFIRM_S later with no shutdown journaled), the
-exit code or signal a supervisor sees, the shutdown line, the lines at
-WARNING+, the banner, what was left running, the journaled hook.
+worker_ready, then alive CONFIRM_S later; a shutdown journaled during the
+start gets diagnose.PENDING_GRACE_S more to take effect), the exit code or
+signal a supervisor sees, the shutdown line, the lines at WARNING+, the
+banner, what was left running, the journaled hook, and what a SIGTERM does
+to the worker afterwards (noted, not judged). Workers start with default
+signal dispositions (an exec shim), whatever the lab process inherited.
 Checker (lab.diagnose.classify_start, the same classifier `lab diagnose` uses):
   pass         reached ready, or exited non-zero and something at WARNING+ said why;
   silent-exit  ended before ready with status 0, or with nothing at WARNING+;
@@ -96,10 +99,12 @@ class SilentExit(Scenario):
             summary = f"{obs['hook'].get('action')} at {obs['hook'].get('moment')}: {summary}"
         if obs.get("inner_status") is not None and start.klass != "ready":
             summary += f" (the worker itself exited {obs['inner_status']})"
-        stop = obs.get("stop_after_ready") or ""
-        if stop.startswith("still running"):  # what a SIGTERM did once it was up: noted, not judged here
-            summary += f"; SIGTERM to the ready worker's group: {stop}"
-            evidence["stop_after_ready"] = stop
+        for key, what in (("stop_after_ready", "the ready worker"), ("stop_after_hang", "the hung worker")):
+            stop = obs.get(key) or ""
+            if stop:  # what a SIGTERM did afterwards: noted, not judged here
+                evidence[key] = stop
+            if stop.startswith("still running"):
+                summary += f"; SIGTERM to {what}'s process group: {stop}"
         return Outcome(Verdict(start.verdict), summary, signature, metrics, evidence)
 
 

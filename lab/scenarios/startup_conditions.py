@@ -58,7 +58,7 @@ OTHERS = {
     "stderr-closed": "the worker starts with stderr closed",
     "stdout-reader-exits": "stdout is a pipe whose reader exits after the first 64 bytes of the banner",
     "systemexit0": "app code raises SystemExit(0) after the banner (a bootstep before the consumer)",
-    "pid1-background": "PID 1 of a PID namespace is a shell that backgrounds the worker and exits 2 s later",
+    "pid1-background": "PID 1 of a PID namespace is a shell that backgrounds the worker and exits",
     "pid1-detach": "the worker runs with --detach as PID 1 of a PID namespace",
     "pid1-tee": "PID 1 shell runs `worker 2>&1 | tee`; the worker fails loudly (refused, no retry)",
 }
@@ -70,7 +70,8 @@ Condition.__doc__ = "The silent-exit scenario's modes: " + ", ".join(DESCRIPTION
 
 NETWORK = {"broker-refused", "broker-refused-noretry", "broker-silent", "pid1-tee"}
 PID1 = {"pid1-background", "pid1-detach", "pid1-tee"}
-RLIMIT_AS_BYTES = 96 * 1024 * 1024  # an idle redis worker maps ~80 MiB (prefork, threads, solo), eventlet ~120, gevent ~220
+# An idle worker on Redis maps ~80 MiB (prefork, threads, solo), eventlet ~120, gevent ~220 (peak).
+RLIMIT_AS_BYTES = 96 * 1024 * 1024
 HOOK_MODULE = "lab.app.startup_hooks"
 INNER_STATUS = "inner-status"  # file in the workdir: the worker's own status behind a pipe
 
@@ -92,7 +93,7 @@ echo "${s[0]}" > "$LAB_WORKDIR/inner-status"; exit "${s[1]}"
 TEE_SCRIPT = r""""$0" "$@" 2>&1 | tee -a "$LAB_WORKDIR/tee.log"; s=("${PIPESTATUS[@]}")
 echo "${s[0]}" > "$LAB_WORKDIR/inner-status"; exit "${s[1]}"
 """
-BACKGROUND_SCRIPT = '"$0" "$@" & sleep 2; exit 0'
+BACKGROUND_SCRIPT = '"$0" "$@" & exit 0'
 
 
 def parse(mode: str) -> tuple[str | None, str | None]:
@@ -344,6 +345,21 @@ def shutdown_requested(events: list[dict]) -> bool:
                if e.get("event") in ("worker_shutting_down", "worker_shutdown"))
 
 
+def _term_and_wait(worker: WorkerController, bound: float) -> str:
+    """SIGTERM the worker's process group; wait for it and every process of this worker."""
+    t0 = time.monotonic()
+    worker.send(signal.SIGTERM, target="group")
+    outer = worker.wait_exit(bound)
+    left = worker.survivors(include_master=True)
+    while left and time.monotonic() - t0 < bound:
+        time.sleep(0.1)
+        left = worker.survivors(include_master=True)
+    if left or not outer.exited:
+        return (f"still running after {bound:.0f}s: {len(left)} worker process(es)"
+                + (f" ({outer.describe()} for the command itself)" if outer.exited else ""))
+    return f"stopped in {time.monotonic() - t0:.1f}s ({outer.describe()})"
+
+
 def watch_start(worker: WorkerController, bound: float, confirm: float,
                 pending_grace: float = diagnose.PENDING_GRACE_S) -> dict[str, Any]:
     """Observe a started worker until confirmed ready, exited, or the bound.
@@ -384,17 +400,18 @@ def watch_start(worker: WorkerController, bound: float, confirm: float,
     if ready or worker.is_alive():
         facts.update({"exit_code": None, "exit_signal": None, "leftovers": []})
         mtime = worker.log_path.stat().st_mtime if worker.log_path.exists() else None
-        facts["last_output_age_s"] = round(time.time() - mtime, 2) if mtime and worker.log_path.stat().st_size else None
-        if ready:
-            worker.send(signal.SIGTERM, target="group")
-            stop = worker.wait_exit(15)
-            facts["stop_after_ready"] = stop.describe()
+        facts["last_output_age_s"] = (round(time.time() - mtime, 2)
+                                      if mtime and worker.log_path.stat().st_size else None)
+        text = worker.log_text()  # what the start produced, before the lab stops it
+        # What a SIGTERM does now (an orchestrator's stop): noted, not judged here.
+        facts["stop_after_ready" if ready else "stop_after_hang"] = _term_and_wait(worker, 15.0 if ready else 5.0)
+        facts["stop_tail"] = worker.log_text()[len(text):][-2000:]
     else:
         info = worker.wait_exit(1)
         facts.update({"exit_code": info.returncode, "exit_signal": info.signal_name})
         time.sleep(0.3)  # let orphans show in the process table
         facts["leftovers"] = worker.tree()
-    text = worker.log_text()
+        text = worker.log_text()
     facts.update(diagnose.analyze_output(text))
     events = worker.events()
     hooks = select(events, "startup_hook")
