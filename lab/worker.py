@@ -12,7 +12,8 @@ unprivileged, resource-limited worker; a wrapper that forks means the
 worker_ready pid is not the Popen pid, so wait_ready() does not apply). When /dev/shm
 is not writable (or shm="private"), the worker runs in a private mount
 namespace with its own tmpfs on /dev/shm; shm="readonly" mounts a read-only
-one (a hostile environment for scenarios).
+one (a hostile environment for scenarios). Every worker starts with default
+signal dispositions (`env --default-signal`), whatever the lab inherited.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ class WorkerSpec:
                 "-Q", self.queue]
         if self.quiet_startup:
             argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-        return list(self.wrapper) + argv + list(self.extra_args)
+        # `env --default-signal`: a worker never inherits ignored signals from whatever
+        # started the lab (a background job ignores SIGINT/SIGQUIT), as in a container
+        return ["env", "--default-signal"] + list(self.wrapper) + argv + list(self.extra_args)
 
 
 @dataclass
