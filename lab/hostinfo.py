@@ -31,21 +31,25 @@ def shm_status(path: str = "/dev/shm") -> str:
         return "read-only"
 
 
-@functools.lru_cache(maxsize=1)
-def private_mount_namespace() -> tuple[bool, str]:
-    """(possible, reason): can we run a command with its own tmpfs /dev/shm?"""
+def unshare_probe(flags: list[str], command: list[str], what: str) -> tuple[bool, str]:
+    """(possible, reason): does `unshare FLAGS COMMAND` work on this host?"""
     try:
-        proc = subprocess.run(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-             "mount -t tmpfs -o size=1m lab-probe /dev/shm && touch /dev/shm/x"],
-            capture_output=True, text=True, timeout=10)
+        proc = subprocess.run(["unshare", *flags, *command], capture_output=True, text=True, timeout=10)
     except FileNotFoundError:
         return False, "unshare(1) is not installed (util-linux)"
     except subprocess.TimeoutExpired:
-        return False, "unshare probe timed out"
+        return False, f"unshare {what} probe timed out"
     if proc.returncode != 0:
-        return False, f"unshare --mount failed: {(proc.stderr or proc.stdout).strip()[:200]}"
+        return False, f"unshare {what} failed: {(proc.stderr or proc.stdout).strip()[:200]}"
     return True, "ok"
+
+
+@functools.lru_cache(maxsize=1)
+def private_mount_namespace() -> tuple[bool, str]:
+    """(possible, reason): can we run a command with its own tmpfs /dev/shm?"""
+    return unshare_probe(["--mount", "--propagation", "private"],
+                         ["sh", "-c", "mount -t tmpfs -o size=1m lab-probe /dev/shm && touch /dev/shm/x"],
+                         "--mount")
 
 
 def package_versions() -> dict[str, str]:

@@ -107,16 +107,7 @@ def parse(mode: str) -> tuple[str | None, str | None]:
 # -- host probes ---------------------------------------------------------------
 @functools.lru_cache(maxsize=1)
 def pid_namespace() -> tuple[bool, str]:
-    try:
-        proc = subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True,
-                              text=True, timeout=10)
-    except FileNotFoundError:
-        return False, "unshare(1) is not installed (util-linux)"
-    except subprocess.TimeoutExpired:
-        return False, "unshare --pid probe timed out"
-    if proc.returncode != 0:
-        return False, f"unshare --pid failed: {(proc.stderr or proc.stdout).strip()[:200]}"
-    return True, "ok"
+    return hostinfo.unshare_probe(["--pid", "--fork"], ["true"], "--pid")
 
 
 def nobody() -> tuple[int, int]:
