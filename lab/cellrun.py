@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -52,7 +53,8 @@ def unknown_settings_reason(profile: dict[str, Any]) -> str | None:
 
 def run_attempt(scenario, cell: Cell, spec: dict, attempt: int, cell_dir: Path) -> tuple[Outcome, CellContext]:
     workdir = cell_dir / f"attempt-{attempt}"
-    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(workdir, ignore_errors=True)  # a rerun in the same run dir never reads old logs
+    workdir.mkdir(parents=True)
     queue = f"lab.{spec['namespace']}.a{attempt}"
     env = {"LAB_BROKER_URL": spec["broker_url"], "LAB_RESULT_BACKEND": spec["backend_url"],
            "LAB_QUEUE": queue, **profile_env(spec.get("profile") or {})}
