@@ -183,3 +183,27 @@ def resolve_backend(backend: str, broker: str) -> str:
     if backend != "auto":
         return backend
     return {"redis": "redis", "amqp": "redis", "sql": "sqlite", "sql-postgres": "postgres"}[broker]
+
+
+# broker-fault (issue 10): modes are lab.broker_faults.MODES, "<fault>" (idle after ready) or
+# "<fault>@running" / "<fault>@chord"; the profile places the result backend (same server or apart).
+from lab.broker_faults import MODES as BROKER_FAULT_MODES  # noqa: E402 - standard library only
+
+PROFILES["backend-apart"] = {
+    "description": ("broker-fault: the result backend on a separate server that stays up (the runner's), "
+                    "not on the faulted broker's own server"),
+    "settings": {}, "env": {"LAB_BACKEND_PLACEMENT": "apart"},
+}
+SCENARIOS["broker-fault"] = ScenarioInfo(
+    name="broker-fault",
+    description=("The cell's own broker server is restarted, down briefly or past the retry budget, "
+                 "frozen (SIGSTOP), made to drop its connections, or failed over (Redis Sentinel) while the "
+                 "worker is idle, runs a 5 s task, or has a chord in flight; then 3 fresh tasks must complete "
+                 "within 30 s. Judged from the probe, the in-flight ledger, the worker's exit and catatonia "
+                 "evidence (process tree, log, inspect ping/active, sockets)."),
+    modes=BROKER_FAULT_MODES,
+    default_profiles=("defaults", "backend-apart"),
+    takes_profiles=True,
+    estimate_s=20.0,
+    mode_estimates=(),
+)

@@ -36,6 +36,8 @@ class CellContext:
     seed: int
     workers: list[WorkerController] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    cleanups: list[Callable[[], Any]] = field(default_factory=list)  # run after the workers' teardown
+    fault_log: list[dict] = field(default_factory=list)  # faults not done to a worker (e.g. its broker)
     _client: Any = None
 
     def client(self):
@@ -84,10 +86,17 @@ class CellContext:
         leftovers = []
         for controller in self.workers:
             leftovers.extend(controller.teardown())
+        for cleanup in reversed(self.cleanups):  # e.g. a server the scenario started itself
+            try:
+                cleanup()
+            except Exception as exc:
+                self.notes.append(f"cleanup failed: {exc!r}")
+        self.cleanups.clear()
         return leftovers
 
     def faults(self) -> list[dict]:
-        return sorted((f for w in self.workers for f in w.faults), key=lambda f: f["mono"])
+        found = [f for w in self.workers for f in w.faults] + list(self.fault_log)
+        return sorted(found, key=lambda f: f["mono"])
 
 
 class Scenario:

@@ -68,6 +68,7 @@ class RedisServer(Service):
         super().__init__(kind="redis", provider=found[1], workdir=workdir)
         self.binary = found[0]
         self.proc: subprocess.Popen | None = None
+        self.extra_args: list[str] = []  # e.g. ["--replicaof", host, port] for a replica
 
     def start(self) -> "RedisServer":
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -77,7 +78,7 @@ class RedisServer(Service):
                 "--appendonly", "no", "--dir", str(self.workdir), "--daemonize", "no",
                 "--protected-mode", "no", "--databases", "16",
                 # keep /proc/PID/environ (LAB_OWNER) readable: a retitled process loses it
-                "--set-proc-title", "no"]
+                "--set-proc-title", "no", *self.extra_args]
         self.proc = spawn_server(argv, self.log_path)
         try:
             wait_until(self._pong, timeout=15, what=f"redis-server on port {self.port}")

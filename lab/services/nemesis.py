@@ -1,0 +1,309 @@
+"""A cell's own broker server, and the hands that stop, start, pause and cut it.
+
+Contract: `unavailable_reason(broker, fault)` says why a fault cannot be
+delivered to this broker kind / provider (None: it can), without starting
+anything. `provision(broker, fault, workdir)` starts a *dedicated* server in
+the calling (cell) process with the lab's own service classes — never one
+shared with other cells — and returns a Nemesis that owns it; `close()`
+stops it (idempotent; register it as a cleanup). `Nemesis.apply(plan)`
+carries a lab.broker_faults.FaultPlan out and returns what happened, with
+monotonic times: `fault_mono` (the fault began) and `back_mono` (the broker
+answers again), `down_s`, and the fault's own facts (clients killed, pids
+paused, the new primary). Every signal is sent only to a pid the lab started
+(the service's own process tree, carrying this process's LAB_OWNER token)
+and never to a server on a default port; anything else raises
+NemesisRefused (a lab error, never a finding).
+
+Per server (local and embedded providers; a URL server is the user's and a
+container has no nemesis yet, so those are n/a with the reason):
+  Redis       stop/start = redis-server on the same port (no persistence:
+              it comes back empty); pause = SIGSTOP/SIGCONT; drop = CLIENT
+              KILL TYPE normal; failover = primary + replica + redis-server
+              --sentinel (quorum 1), the primary SIGKILLed.
+  RabbitMQ    stop/start = the lab's node (mnesia kept: durable queues
+              survive); pause = SIGSTOP/SIGCONT of the node's process tree;
+              drop = rabbitmqctl -n <node> close_all_connections.
+  PostgreSQL  stop/start = fast shutdown and relaunch of the lab's cluster;
+              pause = SIGSTOP/SIGCONT of the postmaster and its backends;
+              drop = pg_terminate_backend of the cell database's sessions.
+  SQLite      no server: every fault n/a.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from lab.broker_faults import (SENTINEL_DOWN_AFTER_MS, SENTINEL_FAILOVER_TIMEOUT_MS, SENTINEL_MASTER,
+                               BrokerFault, FaultPlan)
+from lab.reaper import OWNER_ENV, owner_token, owns
+from lab.services import BROKER_SERVER, URL_ENV, choose_provider, make_service
+from lab.services.base import Service, ServiceError, free_port, spawn_server, stop_process, wait_until
+
+DEFAULT_PORTS = {6379, 26379, 5672, 15672, 25672, 4369, 5432, 3306}
+NAMESPACE = "broker_fault"
+
+
+class NemesisRefused(ServiceError):
+    """The lab refused to touch a process it does not own (a lab failure)."""
+
+
+def unavailable_reason(broker: str, fault: BrokerFault | str, provider: str | None = None) -> str | None:
+    fault = BrokerFault(fault)
+    kind = BROKER_SERVER[broker]
+    if kind == "sqlite":
+        return ("kombu's SQLAlchemy transport on SQLite reads a file: there is no broker server to "
+                "stop, pause or cut")
+    if fault is BrokerFault.FAILOVER and kind != "redis":
+        return f"failover is Redis Sentinel's; {broker} has no Sentinel"
+    chosen = choose_provider(kind, provider)
+    if chosen == "url":
+        return (f"the {kind} server is the user's ({URL_ENV.get(kind)}): the lab does not own it and never "
+                "stops, pauses or cuts it")
+    if chosen == "container":
+        return f"broker faults need a {kind} the lab runs as a local process (LAB_PROVIDER=local)"
+    if fault is BrokerFault.FAILOVER:
+        from lab.services.redis import find_redis_binary
+        if not find_redis_binary():
+            return "no redis-server binary: Sentinel (redis-server --sentinel) is missing"
+    return None
+
+
+def provision(broker: str, fault: BrokerFault | str, workdir: Path) -> "Nemesis":
+    fault = BrokerFault(fault)
+    reason = unavailable_reason(broker, fault)
+    if reason:
+        raise ServiceError(reason)
+    kind = BROKER_SERVER[broker]
+    service = make_service(kind, Path(workdir) / kind, choose_provider(kind))
+    nemesis = Nemesis(broker, service, Path(workdir))
+    try:
+        service.start()
+        service.prepare(NAMESPACE)
+        if fault is BrokerFault.FAILOVER:
+            nemesis.start_sentinel_pair()
+    except BaseException:
+        nemesis.close()
+        raise
+    return nemesis
+
+
+def _pid_of(proc) -> int | None:
+    return proc.pid if proc is not None and proc.poll() is None else None
+
+
+class Nemesis:
+    def __init__(self, broker: str, service: Service, workdir: Path):
+        self.broker, self.service, self.workdir = broker, service, workdir
+        self.replica: Service | None = None
+        self.sentinel = None
+        self.sentinel_port = 0
+        self.paused: list[int] = []
+        self.log: list[dict[str, Any]] = []   # fault entries, like WorkerController.faults
+
+    # -- urls ------------------------------------------------------------
+    @property
+    def broker_url(self) -> str:
+        if self.sentinel is not None:
+            return f"sentinel://127.0.0.1:{self.sentinel_port}/0"
+        return self.service.url_for(NAMESPACE, "broker")
+
+    def backend_url(self, backend: str) -> str | None:
+        """The result backend on this same server, or None if this server cannot hold `backend`."""
+        if backend == "redis" and self.service.kind == "redis":
+            return (f"sentinel://127.0.0.1:{self.sentinel_port}/1" if self.sentinel is not None
+                    else self.service.url_for(NAMESPACE, "backend"))
+        if backend == "postgres" and self.service.kind == "postgres":
+            return self.service.url_for(NAMESPACE, "backend")
+        return None
+
+    @property
+    def transport_options(self) -> dict[str, Any]:
+        return {"master_name": SENTINEL_MASTER} if self.sentinel is not None else {}
+
+    def describe(self) -> dict[str, Any]:
+        out = {"broker": self.broker, "server": self.service.describe(), "dedicated": True,
+               "pids": self.server_pids()}
+        if self.replica is not None:
+            out.update(replica=self.replica.describe(), sentinel_port=self.sentinel_port)
+        return out
+
+    # -- ownership -------------------------------------------------------
+    def server_pids(self, service: Service | None = None) -> list[int]:
+        """The pids of the server process tree (our Popen and its descendants)."""
+        service = service or self.service
+        root = _pid_of(getattr(service, "proc", None))
+        if root is None:
+            return []
+        try:
+            return [root] + [c.pid for c in psutil.Process(root).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def _check_owned(self, pids: list[int], service: Service) -> None:
+        if service.port in DEFAULT_PORTS or not pids:
+            raise NemesisRefused(f"refusing to signal {service.kind} on port {service.port} (pids {pids})")
+        token = owner_token()
+        for pid in pids:
+            try:
+                value = psutil.Process(pid).environ().get(OWNER_ENV)
+            except psutil.Error:
+                continue  # gone already
+            if not owns(token, value):
+                raise NemesisRefused(f"pid {pid} is not the lab's (LAB_OWNER={value!r}, ours {token!r})")
+
+    def _signal(self, sig: int, pids: list[int], service: Service) -> list[int]:
+        self._check_owned(pids, service)
+        sent = []
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+                sent.append(pid)
+            except ProcessLookupError:
+                pass
+        return sent
+
+    def _entry(self, kind: str, **fields) -> dict[str, Any]:
+        entry = {"kind": kind, "mono": time.monotonic(), "wall": time.time(), "worker": "broker", **fields}
+        self.log.append(entry)
+        return entry
+
+    # -- primitive acts --------------------------------------------------
+    def stop(self) -> None:
+        self._entry("broker-stop", server=self.service.kind, port=self.service.port)
+        if self.service.kind == "postgres":
+            self.service._halt()          # keep the cluster (stop() would remove it)
+        else:
+            self.service.stop()
+
+    def start(self) -> None:
+        if self.service.kind == "postgres":
+            self.service._launch()
+        else:
+            self.service.start()          # same port: start() keeps self.port
+        self._entry("broker-start", server=self.service.kind, port=self.service.port)
+
+    def pause(self) -> list[int]:
+        self.paused = self._signal(signal.SIGSTOP, self.server_pids(), self.service)
+        self._entry("broker-pause", pids=self.paused)
+        return self.paused
+
+    def resume(self) -> None:
+        if self.paused:
+            self._signal(signal.SIGCONT, self.paused, self.service)
+            self._entry("broker-resume", pids=self.paused)
+        self.paused = []
+
+    def drop_connections(self) -> str:
+        kind = self.service.kind
+        if self.service.port in DEFAULT_PORTS:
+            raise NemesisRefused(f"refusing to cut connections on port {self.service.port}")
+        if kind == "redis":
+            from lab.services.redis import redis_command
+            reply = redis_command("127.0.0.1", self.service.port, "CLIENT", "KILL", "TYPE", "normal")
+            detail = f"CLIENT KILL TYPE normal: {reply.decode(errors='replace').strip()} client(s)"
+        elif kind == "rabbitmq":
+            self.service.ctl("close_all_connections", "lab broker-fault drop-connections")
+            detail = f"rabbitmqctl -n {self.service.nodename} close_all_connections"
+        elif kind == "postgres":
+            from lab.services.postgres import db_name
+            killed = self.service.sql("select count(pg_terminate_backend(pid)) from pg_stat_activity "
+                                      f"where datname = '{db_name(NAMESPACE)}' and pid <> pg_backend_pid()")
+            detail = f"pg_terminate_backend: {killed} session(s)"
+        else:
+            raise ServiceError(f"{kind}: no connections to drop")
+        self._entry("broker-drop-connections", detail=detail)
+        return detail
+
+    # -- sentinel --------------------------------------------------------
+    def start_sentinel_pair(self) -> None:
+        from lab.services.redis import RedisServer, redis_command
+        primary = self.service
+        self.replica = RedisServer(self.workdir / "redis-replica", primary.binary, primary.provider)
+        self.replica.extra_args = ["--replicaof", "127.0.0.1", str(primary.port)]
+        self.replica.start()
+        wait_until(lambda: b"master_link_status:up" in redis_command(
+            "127.0.0.1", self.replica.port, "INFO", "replication"), 15, what="replica link up")
+        sdir = self.workdir / "sentinel"
+        sdir.mkdir(parents=True, exist_ok=True)
+        self.sentinel_port = free_port()
+        conf = sdir / "sentinel.conf"
+        conf.write_text(f"port {self.sentinel_port}\nbind 127.0.0.1\nprotected-mode no\ndir {sdir}\n"
+                        f"sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {primary.port} 1\n"
+                        f"sentinel down-after-milliseconds {SENTINEL_MASTER} {SENTINEL_DOWN_AFTER_MS}\n"
+                        f"sentinel failover-timeout {SENTINEL_MASTER} {SENTINEL_FAILOVER_TIMEOUT_MS}\n"
+                        f"sentinel parallel-syncs {SENTINEL_MASTER} 1\n")
+        self.sentinel = spawn_server([primary.binary, str(conf), "--sentinel", "--set-proc-title", "no"],
+                                     sdir / "sentinel.log")
+        wait_until(lambda: self.master_addr() == ("127.0.0.1", primary.port), 15, what="sentinel sees primary")
+
+    def master_addr(self) -> tuple[str, int] | None:
+        from lab.services.redis import redis_command
+        try:
+            reply = redis_command("127.0.0.1", self.sentinel_port, "SENTINEL", "get-master-addr-by-name",
+                                  SENTINEL_MASTER).decode(errors="replace")
+        except OSError:
+            return None
+        words = [w for w in reply.split("\r\n") if w and not w.startswith(("*", "$"))]
+        return (words[0], int(words[1])) if len(words) == 2 and words[1].isdigit() else None
+
+    def failover(self, bound: float = 30.0) -> dict[str, Any]:
+        old = self.service
+        pids = self.server_pids(old)
+        self._signal(signal.SIGKILL, pids, old)
+        self._entry("broker-kill-primary", pids=pids, port=old.port)
+        fault = time.monotonic()
+        wait_until(lambda: self.master_addr() == ("127.0.0.1", self.replica.port), bound,
+                   interval=0.1, what="sentinel promoting the replica")
+        back = time.monotonic()
+        self._entry("broker-promoted", port=self.replica.port)
+        stop_process(old.proc)
+        old.proc = None
+        return {"fault_mono": fault, "back_mono": back, "new_primary_port": self.replica.port,
+                "old_primary_port": old.port, "killed_pids": pids}
+
+    # -- the fault -------------------------------------------------------
+    def apply(self, plan: FaultPlan) -> dict[str, Any]:
+        fault = plan.fault
+        out: dict[str, Any] = {"fault": fault.value, "server": self.service.kind}
+        if fault is BrokerFault.FAILOVER:
+            out.update(self.failover())
+        elif fault is BrokerFault.DROP_CONNECTIONS:
+            out["fault_mono"] = time.monotonic()
+            out["detail"] = self.drop_connections()
+            out["back_mono"] = time.monotonic()
+        elif fault is BrokerFault.BLACKHOLE:
+            out["fault_mono"] = time.monotonic()
+            out["paused_pids"] = self.pause()
+            time.sleep(plan.down_s)
+            self.resume()
+            out["back_mono"] = time.monotonic()
+        else:  # restart, outage-short, outage-long
+            out["fault_mono"] = time.monotonic()
+            self.stop()
+            stopped = time.monotonic()
+            time.sleep(max(0.0, plan.down_s - (stopped - out["fault_mono"])))
+            self.start()
+            out["back_mono"] = time.monotonic()
+            out["stop_s"] = round(stopped - out["fault_mono"], 3)
+        out["down_s"] = round(out["back_mono"] - out["fault_mono"], 3)
+        return out
+
+    def close(self) -> None:
+        try:
+            self.resume()
+        except ServiceError:
+            pass
+        stop_process(self.sentinel)
+        self.sentinel = None
+        for service in (self.replica, self.service):
+            if service is not None:
+                try:
+                    service.stop()
+                except Exception:
+                    pass
