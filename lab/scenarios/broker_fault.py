@@ -130,9 +130,13 @@ class BrokerFaultScenario(Scenario):
         obs["ready_lines"] = len(READY_LINE.findall(text))
         if not obs["worker_alive"]:
             info = worker.wait_exit(1.0)
+            # when it exited: its last journal event (worker_shutdown...), else when the lab saw it gone
+            last = max((e["mono"] for e in events if e.get("pid") == worker.pid and e.get("event") in (
+                "worker_shutting_down", "worker_shutdown")), default=worker.faults[-1]["mono"])
             obs["exit"] = {"exit_code": info.returncode, "exit_signal": info.signal_name,
-                           "exit_desc": info.describe(),
-                           "after_back_s": round(worker.faults[-1]["mono"] - back, 3)}
+                           "exit_desc": (f"killed by {info.signal_name}" if info.signal_name
+                                         else f"exit {info.returncode}"),
+                           "after_back_s": round(last - back, 3)}
         ended_probes = {k for k in probe_keys if obs["executions"].get(k, {}).get("ends")}
         if obs["worker_alive"] and ended_probes != probe_keys:
             ports = [nemesis.service.port] + ([nemesis.replica.port] if nemesis.replica else [])

@@ -88,7 +88,10 @@ def judge(obs: dict[str, Any]) -> Outcome:
     exit_ = obs.get("exit")
     if exit_:
         errors = log.get("error_lines") or []
-        when = f"{exit_['after_back_s']:.1f}s after the broker's return"
+        t = exit_["after_back_s"]
+        when = (f"{t:.1f}s after the broker's return" if t >= 0 else
+                f"{-t:.1f}s before the broker's return, {t - (obs.get('fault') or {}).get('fault_mono', 0):.1f}s "
+                "after the fault")
         if exit_.get("exit_code") == 0 and not errors:
             add(Verdict.SILENT_EXIT, "exit-after-ready-silent",
                 f"the worker exited after ready ({exit_['exit_desc']}, {when}) with nothing at ERROR or above")
@@ -97,7 +100,8 @@ def judge(obs: dict[str, Any]) -> Outcome:
                 f"the worker gave up once its retry budget was spent ({exit_['exit_desc']}, {when}): "
                 f"{errors[-1][:200]}")
         else:
-            bugs = [m for m in log.get("signatures") or [] if m.get("severity") == "bug"]
+            # known signatures only: the connection-loss traceback Celery logs at WARNING is expected
+            bugs = [m for m in log.get("signatures") or [] if m.get("severity") == "bug" and m.get("known")]
             add(Verdict.BUG, bugs[0]["name"] if bugs else "exit-after-ready-loud",
                 f"the worker exited after ready ({exit_['exit_desc']}, {when})"
                 + (f": {errors[-1][:200]}" if errors else ""))

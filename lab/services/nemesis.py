@@ -243,14 +243,17 @@ class Nemesis:
         wait_until(lambda: self.master_addr() == ("127.0.0.1", primary.port), 15, what="sentinel sees primary")
 
     def master_addr(self) -> tuple[str, int] | None:
-        from lab.services.redis import redis_command
+        """The primary Sentinel names now (redis-py, installed with celery[redis]); None if unknown."""
+        import redis
+        client = redis.Redis(host="127.0.0.1", port=self.sentinel_port, socket_timeout=2,
+                             socket_connect_timeout=2, decode_responses=True)
         try:
-            reply = redis_command("127.0.0.1", self.sentinel_port, "SENTINEL", "get-master-addr-by-name",
-                                  SENTINEL_MASTER).decode(errors="replace")
-        except OSError:
+            found = client.execute_command("SENTINEL", "get-master-addr-by-name", SENTINEL_MASTER)
+        except (redis.RedisError, OSError):
             return None
-        words = [w for w in reply.split("\r\n") if w and not w.startswith(("*", "$"))]
-        return (words[0], int(words[1])) if len(words) == 2 and words[1].isdigit() else None
+        finally:
+            client.close()
+        return (found[0], int(found[1])) if found and len(found) == 2 else None
 
     def failover(self, bound: float = 30.0) -> dict[str, Any]:
         old = self.service
