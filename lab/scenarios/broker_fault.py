@@ -83,7 +83,10 @@ class BrokerFaultScenario(Scenario):
                                "broker": ctx.cell.broker, "profile": ctx.cell.profile,
                                **self._configure(ctx, nemesis, plan), "server": nemesis.describe()}
         obs["retry_settings"] = look.effective_retry_settings(ctx.worker_env)
-        worker = ctx.worker("worker").start()
+        # Celery's default flags: gossip, mingle and heartbeat all reconnect too (the public reports
+        # of workers that stop consuming after a broker restart run with them on)
+        worker = ctx.worker("worker", quiet_startup=False).start()
+        obs["worker_flags"] = "Celery defaults (gossip, mingle, heartbeat on)"
         obs["ready"] = worker.wait_ready(READY_TIMEOUT)
         if not obs["ready"]:
             from lab.scenarios.observe import exit_observation

@@ -129,13 +129,15 @@ def judge(obs: dict[str, Any]) -> Outcome:
         add(Verdict.DUPLICATE, "inflight-duplicate",
             f"work in flight at the fault completed more than once: {_fmt(led['duplicated'])}")
     callbacks = obs.get("callbacks") or []
+    survived = data_survived(obs)
     if moment == "chord":
         if not callbacks:
+            why = (" (the chord's state was in the result backend on the faulted server, which came back "
+                   "without its data)" if obs.get("placement") == "same-server" and survived is False else "")
             add(Verdict.LOST, "chord-callback-lost", f"the chord's callback never ran within "
-                f"{obs.get('observed_until', 0):.0f}s of the broker's return")
+                f"{obs.get('observed_until', 0):.0f}s of the broker's return{why}")
         elif len(callbacks) > 1:
             add(Verdict.DUPLICATE, "chord-callback-duplicate", f"the chord's callback ran {len(callbacks)}x")
-    survived = data_survived(obs)
     retry = obs.get("retry_settings") or {}
     metrics: dict[str, Any] = {
         "fault": fault, "moment": moment, "down_s": (obs.get("fault") or {}).get("down_s"),

@@ -150,3 +150,20 @@ def test_modes_and_plans_are_coherent():
 def test_data_survival_unknown_without_marker():
     assert data_survived({"marker_before": {"error": "x"}}) is None
     assert data_survived({"marker_before": {"count_before": 1}, "marker_after": {"count": 1}}) is True
+
+
+def test_recorded_chord_with_backend_on_the_restarted_redis_loses_its_callback():
+    out = judge(recorded("restart-chord-prefork-redis-same-server-lost"))
+    assert out.verdict is Verdict.LOST and out.signature == "chord-callback-lost"
+    assert "came back without its data" in out.summary
+    assert out.metrics["inflight_completed_once"] == 3 and out.metrics["probes_completed"] == "3/3"
+
+
+def test_recorded_outage_long_worker_gives_up_and_exits_loudly():
+    obs = recorded("outage-long-idle-prefork-redis-gave-up")
+    out = judge(obs)
+    assert out.verdict is Verdict.FAILED_FAST and out.signature == "gave-up-after-retry-budget"
+    assert "before the broker's return" in out.summary
+    assert out.metrics["broker_connection_max_retries"] == 3
+    assert out.metrics["scaled"]["stands_for_max_retries"] == 100
+    assert out.metrics["down_s"] > out.metrics["scaled"]["retry_budget_s"]
