@@ -59,7 +59,7 @@ def inflight_ledger(obs: dict[str, Any]) -> dict[str, list[str]]:
 
 def data_survived(obs: dict[str, Any]) -> bool | None:
     before, after = obs.get("marker_before") or {}, obs.get("marker_after") or {}
-    if before.get("error") or not before.get("count_before"):
+    if before.get("error") or not (before.get("published") or before.get("count_before")):
         return None
     return bool(after.get("count"))
 

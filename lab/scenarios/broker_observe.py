@@ -78,8 +78,13 @@ def put_marker(env: dict[str, str], queue: str) -> dict[str, Any]:
             producer = conn.Producer()
             producer.publish({"marker": True}, exchange=q.exchange, routing_key=queue, declare=[q],
                              delivery_mode=2, retry=True, retry_policy={"max_retries": 3})
-            return {"queue": queue, "count_before": conn.default_channel.queue_declare(
-                queue=queue, passive=True)[1]}
+            deadline, count = time.monotonic() + 3.0, 0
+            while time.monotonic() < deadline:  # RabbitMQ counts a just-published message a moment later
+                count = conn.default_channel.queue_declare(queue=queue, passive=True)[1]
+                if count:
+                    break
+                time.sleep(0.1)
+            return {"queue": queue, "published": True, "count_before": count}
     except Exception as exc:
         return {"queue": queue, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
