@@ -11,6 +11,9 @@ Faults (the issue-10 list; Jepsen's nemeses, Celery's t/smoke operations):
   restart           stop the server, start it again on the same port at once
   outage-short      down OUTAGE_SHORT_S, inside the worker's (scaled) retry budget
   outage-long       down past that budget (budget + OUTAGE_LONG_EXTRA_S)
+  outage-reset      down OUTAGE_SHORT_S while a cell-owned loopback listener on the
+                    server's port accepts every connection and resets it (what
+                    Docker's port proxy does while a container restarts)
   blackhole         SIGSTOP the server (TCP connections stay open, nothing answers)
                     for BLACKHOLE_S, then SIGCONT
   drop-connections  the server closes client connections and stays up (Redis
@@ -40,6 +43,7 @@ class BrokerFault(str, enum.Enum):
     RESTART = "restart"
     OUTAGE_SHORT = "outage-short"
     OUTAGE_LONG = "outage-long"
+    OUTAGE_RESET = "outage-reset"
     BLACKHOLE = "blackhole"
     DROP_CONNECTIONS = "drop-connections"
     FAILOVER = "failover"
@@ -124,6 +128,10 @@ def parse_mode(mode: str) -> FaultPlan:
         return FaultPlan(fault, moment, down, retry_scale,
                          {"broker_connection_max_retries": SCALED_MAX_RETRIES},
                          f"down {down:g} s, past the scaled {budget:g} s retry budget")
+    if fault is BrokerFault.OUTAGE_RESET:
+        return FaultPlan(fault, moment, OUTAGE_SHORT_S,
+                         {"what": "a broker container restarting behind its port proxy: TCP accepted, reset"},
+                         description=f"down {OUTAGE_SHORT_S:g} s, the port accepting and resetting connections")
     if fault is BrokerFault.BLACKHOLE:
         return FaultPlan(fault, moment, BLACKHOLE_S,
                          {"what": "a frozen broker (VM stall, GC pause, partition): connections open, "

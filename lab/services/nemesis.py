@@ -93,6 +93,44 @@ def provision(broker: str, fault: BrokerFault | str, workdir: Path) -> "Nemesis"
     return nemesis
 
 
+class ResettingListener:
+    """A loopback listener on `port` that accepts every connection and resets it (SO_LINGER 0),
+    in a thread of this process, until close(); close() returns how many it reset."""
+
+    def __init__(self, port: int):
+        import socket
+        import struct
+        import threading
+        if port in DEFAULT_PORTS:
+            raise NemesisRefused(f"refusing to listen on default port {port}")
+        self._linger = struct.pack("ii", 1, 0)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.count, self._stop = 0, threading.Event()
+        self.thread = threading.Thread(target=self._serve, name="reset-listener", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import socket
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, self._linger)
+            conn.close()
+            self.count += 1
+
+    def close(self) -> int:
+        self._stop.set()
+        self.thread.join(2.0)
+        self.sock.close()
+        return self.count
+
+
 def _pid_of(proc) -> int | None:
     return proc.pid if proc is not None and proc.poll() is None else None
 
@@ -286,11 +324,15 @@ class Nemesis:
             time.sleep(plan.down_s)
             self.resume()
             out["back_mono"] = time.monotonic()
-        else:  # restart, outage-short, outage-long
+        else:  # restart, outage-short, outage-long, outage-reset
             out["fault_mono"] = time.monotonic()
             self.stop()
             stopped = time.monotonic()
+            resetter = ResettingListener(self.service.port) if fault is BrokerFault.OUTAGE_RESET else None
             time.sleep(max(0.0, plan.down_s - (stopped - out["fault_mono"])))
+            if resetter is not None:
+                out["connections_reset"] = resetter.close()
+                self._entry("broker-reset-listener", port=self.service.port, reset=out["connections_reset"])
             self.start()
             out["back_mono"] = time.monotonic()
             out["stop_s"] = round(stopped - out["fault_mono"], 3)

@@ -167,3 +167,14 @@ def test_recorded_outage_long_worker_gives_up_and_exits_loudly():
     assert out.metrics["broker_connection_max_retries"] == 3
     assert out.metrics["scaled"]["stands_for_max_retries"] == 100
     assert out.metrics["down_s"] > out.metrics["scaled"]["retry_budget_s"]
+
+
+def test_matrices_name_broker_fault_modes_coherently():
+    from lab.matrix import load_matrix
+    full = load_matrix("full")
+    assert set(full.scenario_options["broker-fault"][0]["modes"]) == set(MODES)
+    default = [c for c in load_matrix("default").cells() if c.scenario == "broker-fault"]
+    assert {c.celery for c in default} >= {"5.5.3", "5.6.2", "5.6.3", "5.7.0"}
+    assert {c.pool for c in default} == {"prefork", "gevent", "eventlet", "threads", "solo"}
+    assert {c.broker for c in default} == {"redis", "amqp"}
+    assert {"restart", "drop-connections@running"} <= {c.mode for c in default}
