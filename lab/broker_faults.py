@@ -14,6 +14,8 @@ Faults (the issue-10 list; Jepsen's nemeses, Celery's t/smoke operations):
   outage-reset      down OUTAGE_SHORT_S while a cell-owned loopback listener on the
                     server's port accepts every connection and resets it (what
                     Docker's port proxy does while a container restarts)
+  flap              restart FLAP_TIMES times, FLAP_GAP_S apart (celery#8030: a worker
+                    that "works on first redis restart, becomes zombie on further restarts")
   blackhole         SIGSTOP the server (TCP connections stay open, nothing answers)
                     for BLACKHOLE_S, then SIGCONT
   drop-connections  the server closes client connections and stays up (Redis
@@ -44,6 +46,7 @@ class BrokerFault(str, enum.Enum):
     OUTAGE_SHORT = "outage-short"
     OUTAGE_LONG = "outage-long"
     OUTAGE_RESET = "outage-reset"
+    FLAP = "flap"
     BLACKHOLE = "blackhole"
     DROP_CONNECTIONS = "drop-connections"
     FAILOVER = "failover"
@@ -64,6 +67,8 @@ CHORD_SHORT_S = 0.3
 BLACKHOLE_S = 8.0
 OUTAGE_SHORT_S = 5.0
 OUTAGE_LONG_EXTRA_S = 8.0
+FLAP_TIMES = 3
+FLAP_GAP_S = 4.0             # between restarts: the worker has reconnected (2 s retry) and re-mingled
 SCALED_MAX_RETRIES = 3       # stands for Celery's default broker_connection_max_retries=100
 DEFAULT_MAX_RETRIES = 100
 KOMBU_INTERVALS = (2.0, 2.0, 30.0)  # ensure_connection interval_start, interval_step, interval_max
@@ -132,6 +137,10 @@ def parse_mode(mode: str) -> FaultPlan:
         return FaultPlan(fault, moment, OUTAGE_SHORT_S,
                          {"what": "a broker container restarting behind its port proxy: TCP accepted, reset"},
                          description=f"down {OUTAGE_SHORT_S:g} s, the port accepting and resetting connections")
+    if fault is BrokerFault.FLAP:
+        return FaultPlan(fault, moment, 0.0, {"what": "a broker restarted again and again (a crash loop, "
+                                                      "a rolling deploy)", "times": FLAP_TIMES, "gap_s": FLAP_GAP_S},
+                         description=f"restart {FLAP_TIMES} times, {FLAP_GAP_S:g} s apart")
     if fault is BrokerFault.BLACKHOLE:
         return FaultPlan(fault, moment, BLACKHOLE_S,
                          {"what": "a frozen broker (VM stall, GC pause, partition): connections open, "

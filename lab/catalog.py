@@ -208,6 +208,6 @@ SCENARIOS["broker-fault"] = ScenarioInfo(
     # a finding runs out the 30 s probe bound; outage-long waits out the 12 s budget + 8 s
     estimate_s=16.0,
     mode_estimates=tuple((m, 34.0) for m in BROKER_FAULT_MODES if m.startswith("outage-long"))
-    + tuple((m, 22.0) for m in BROKER_FAULT_MODES if m.startswith(("blackhole", "failover", "outage-short", "outage-reset"))
+    + tuple((m, 22.0) for m in BROKER_FAULT_MODES if m.startswith(("blackhole", "failover", "outage-short", "outage-reset", "flap"))
             or m.endswith("@chord")),
 )

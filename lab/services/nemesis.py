@@ -318,6 +318,16 @@ class Nemesis:
             out["fault_mono"] = time.monotonic()
             out["detail"] = self.drop_connections()
             out["back_mono"] = time.monotonic()
+        elif fault is BrokerFault.FLAP:
+            from lab.broker_faults import FLAP_GAP_S, FLAP_TIMES
+            out["fault_mono"] = time.monotonic()
+            for index in range(FLAP_TIMES):
+                if index:
+                    time.sleep(FLAP_GAP_S)
+                self.stop()
+                self.start()
+            out["back_mono"] = time.monotonic()
+            out["restarts"] = FLAP_TIMES
         elif fault is BrokerFault.BLACKHOLE:
             out["fault_mono"] = time.monotonic()
             out["paused_pids"] = self.pause()
