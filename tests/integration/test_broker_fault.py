@@ -83,6 +83,8 @@ def test_client_kill_while_a_5s_task_runs_accounts_for_it_and_three_later_tasks(
     ("prefork", "sql-postgres", "restart"),
     ("prefork", "redis", "failover"),
     ("prefork", "redis", "restart@chord"),
+    ("threads", "redis", "outage-reset@running"),
+    ("gevent", "redis", "flap"),
 ])
 def test_each_fault_against_a_real_broker(tmp_path, hub, pool, broker, mode):
     from lab.services.postgres import find_pg_bindir
@@ -96,12 +98,16 @@ def test_each_fault_against_a_real_broker(tmp_path, hub, pool, broker, mode):
     assert outcome.verdict.value != "n/a", outcome.summary
     kinds = [f["kind"] for f in record.faults if f["worker"] == "broker"]
     expected = {"restart": "broker-stop", "outage": "broker-stop", "blackhole": "broker-pause",
-                "drop": "broker-drop-connections", "failover": "broker-kill-primary"}
+                "drop": "broker-drop-connections", "failover": "broker-kill-primary", "flap": "broker-stop"}
     assert expected[mode.split("-")[0].split("@")[0]] in kinds, kinds
     if mode.startswith("outage-long"):
         assert outcome.metrics["broker_connection_max_retries"] == 3
         assert outcome.metrics["scaled"]["stands_for_max_retries"] == 100
         assert outcome.metrics["down_s"] > outcome.metrics["scaled"]["retry_budget_s"]
+    if mode.startswith("outage-reset"):
+        assert "broker-reset-listener" in kinds
+    if mode.startswith("flap"):
+        assert kinds.count("broker-start") == 3
     if mode.startswith("failover"):
         assert "new_primary_port" in outcome.evidence["fault_detail"]
     if broker == "amqp" and mode.startswith("restart"):
