@@ -178,3 +178,14 @@ def test_matrices_name_broker_fault_modes_coherently():
     assert {c.pool for c in default} == {"prefork", "gevent", "eventlet", "threads", "solo"}
     assert {c.broker for c in default} == {"redis", "amqp"}
     assert {"restart", "drop-connections@running"} <= {c.mode for c in default}
+
+
+def test_recorded_catatonic_worker_after_a_flapping_redis():
+    """Celery 5.3.6 with kombu 5.3.7 (before kombu#2007), three Redis restarts 4 s apart:
+    alive, one socket open to Redis, no probe consumed, no inspect reply (celery#8030)."""
+    obs = recorded("flap-idle-prefork-redis-celery536-kombu537-catatonic")
+    out = judge(obs)
+    assert out.verdict is Verdict.BUG and out.signature == "catatonic-after-broker-fault"
+    assert obs["catatonia"]["sockets_to_broker"] and obs["catatonia"]["tree"]
+    assert out.metrics["probes_completed"] == "0/3" and out.metrics["worker_alive"] is True
+    assert "last_log_lines" in out.evidence and "inspect" in out.evidence
