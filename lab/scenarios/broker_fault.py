@@ -28,7 +28,7 @@ from typing import Any
 
 from lab import signatures
 from lab.broker_faults import FAULT_AFTER_START_S, IDLE_AFTER_READY_S, LONG_TASK_S, CHORD_SHORT_S
-from lab.broker_faults import BrokerFault, Moment, parse_mode
+from lab.broker_faults import Moment, parse_mode
 from lab.journal import select
 from lab.scenarios import broker_observe as look
 from lab.scenarios.base import CellContext, Scenario
