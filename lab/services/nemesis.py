@@ -184,16 +184,28 @@ class Nemesis:
             return []
 
     def _check_owned(self, pids: list[int], service: Service) -> None:
+        """Each pid carries our LAB_OWNER, or is the server we spawned (our own child) or one of
+        its descendants (PostgreSQL backends overwrite their environ with the process title)."""
         if service.port in DEFAULT_PORTS or not pids:
             raise NemesisRefused(f"refusing to signal {service.kind} on port {service.port} (pids {pids})")
         token = owner_token()
+        root = _pid_of(getattr(service, "proc", None))
+        tree: set[int] = set()
+        try:
+            if root is not None and psutil.Process(root).ppid() == os.getpid():
+                tree = {root} | {c.pid for c in psutil.Process(root).children(recursive=True)}
+        except psutil.Error:
+            pass
         for pid in pids:
             try:
                 value = psutil.Process(pid).environ().get(OWNER_ENV)
-            except psutil.Error:
+            except psutil.NoSuchProcess:
                 continue  # gone already
-            if not owns(token, value):
-                raise NemesisRefused(f"pid {pid} is not the lab's (LAB_OWNER={value!r}, ours {token!r})")
+            except psutil.Error:
+                value = None  # unreadable: ours only if it is in our server's tree
+            if not owns(token, value) and pid not in tree:
+                raise NemesisRefused(f"pid {pid} is not the lab's (LAB_OWNER={value!r}, ours {token!r}; "
+                                     f"not a descendant of our server pid {root})")
 
     def _signal(self, sig: int, pids: list[int], service: Service) -> list[int]:
         self._check_owned(pids, service)

@@ -84,6 +84,8 @@ def test_client_kill_while_a_5s_task_runs_accounts_for_it_and_three_later_tasks(
     ("prefork", "redis", "restart@chord"),
     ("threads", "redis", "outage-reset@running"),
     ("gevent", "redis", "flap"),
+    ("threads", "sql-postgres", "blackhole@running"),
+    ("prefork", "amqp", "blackhole"),
 ])
 def test_each_fault_against_a_real_broker(tmp_path, hub, pool, broker, mode):
     from lab.services.postgres import find_pg_bindir
@@ -125,15 +127,21 @@ def test_nemesis_refuses_a_process_the_lab_does_not_own(tmp_path, monkeypatch):
     server = RedisServer(tmp_path / "r").start()
     try:
         nemesis = Nemesis("redis", server, tmp_path)
-        with monkeypatch.context() as m:
-            m.setenv("LAB_OWNER", "someone-else")  # the server now belongs to another owner
+        with pytest.raises(NemesisRefused):
+            nemesis._signal(0, [1], server)  # pid 1: neither our LAB_OWNER nor our server's tree
+        with monkeypatch.context() as m:  # another owner's token, and a process that is not our child
+            m.setenv("LAB_OWNER", "someone-else")
             with pytest.raises(NemesisRefused):
-                nemesis.pause()
-        assert server.proc.poll() is None and nemesis.paused == []
+                nemesis._check_owned([os.getppid()], server)
         os.kill(server.proc.pid, 0)  # still running, never stopped
         real, server.port = server.port, 6379
         with pytest.raises(ServiceError):
             nemesis.drop_connections()  # a default port is never cut
+        with pytest.raises(NemesisRefused):
+            nemesis.pause()             # nor paused
         server.port = real
+        assert nemesis.pause() and nemesis.paused  # our own server: paused ...
+        nemesis.resume()                            # ... and resumed
+        assert nemesis.paused == []
     finally:
         server.stop()
