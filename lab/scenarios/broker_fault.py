@@ -127,6 +127,8 @@ class BrokerFaultScenario(Scenario):
             "lost_lines": [l for l in after.splitlines() if "Connection to broker lost" in l][-3:],
             "connected_lines": [l for l in after.splitlines() if "Connected to" in l][-3:],
             "cannot_connect": sum(1 for l in after.splitlines() if "Cannot connect" in l),
+            "lost_count": after.count("Connection to broker lost"),
+            "connected_count": sum(1 for l in after.splitlines() if "Connected to" in l),
             "error_lines": _error_lines(after)[-8:],
             "signatures": [m.to_dict() for m in signatures.classify(after)][:5]}
         obs["log_tail"] = "\n".join(text.splitlines()[-30:])

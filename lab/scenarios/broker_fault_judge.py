@@ -110,10 +110,13 @@ def judge(obs: dict[str, Any]) -> Outcome:
         sockets = cat.get("sockets_to_broker") or []
         if not started:
             if sockets:
+                lost = log.get("lost_count", len(log.get("lost_lines") or []))
+                seen = log.get("connected_count", len(log.get("connected_lines") or []))
                 add(Verdict.BUG, "catatonic-after-broker-fault",
                     f"alive and connected ({len(sockets)} socket(s) to the broker) but consumed none of "
                     f"{len(probes)} probes within {PROBE_BOUND_S:g}s; inspect ping: "
-                    f"{_short((cat.get('inspect') or {}).get('ping'))}")
+                    f"{_short((cat.get('inspect') or {}).get('ping'))}; its log after the fault: {lost} "
+                    f"'Connection to broker lost', {seen} 'Connected to'")
             else:
                 add(Verdict.HANG, "no-reconnect-after-broker-fault",
                     f"alive, no socket to the broker, consumed none of {len(probes)} probes within "
