@@ -8,7 +8,10 @@ Contract: a scenario module defines a subclass of Scenario with
     (ctx.worker(...)) and returns plain observations (JSON-able);
   - `judge(obs) -> Outcome`: a pure function of the observations, so the
     checker is unit-tested without a worker.
-The context owns every worker it made and tears them down after `run`.
+The context owns every worker it made and tears them down after `run`, then
+runs `cleanups` (last first: e.g. a broker server the scenario started for
+itself); `fault_log` holds faults done to something other than a worker
+(e.g. that broker), merged into `faults()`.
 """
 
 from __future__ import annotations
