@@ -19,7 +19,9 @@ container has no nemesis yet, so those are n/a with the reason):
   Redis       stop/start = redis-server on the same port (no persistence:
               it comes back empty); pause = SIGSTOP/SIGCONT; drop = CLIENT
               KILL TYPE normal; failover = primary + replica + redis-server
-              --sentinel (quorum 1), the primary SIGKILLed.
+              --sentinel (lab.services.sentinel), the primary SIGKILLed.
+  every kind  outage-reset: while down, lab.services.reset_listener holds the
+              port and resets every connection.
   RabbitMQ    stop/start = the lab's node (mnesia kept: durable queues
               survive); pause = SIGSTOP/SIGCONT of the node's process tree;
               drop = rabbitmqctl -n <node> close_all_connections.
@@ -39,11 +41,10 @@ from typing import Any
 
 import psutil
 
-from lab.broker_faults import (SENTINEL_DOWN_AFTER_MS, SENTINEL_FAILOVER_TIMEOUT_MS, SENTINEL_MASTER,
-                               BrokerFault, FaultPlan)
+from lab.broker_faults import SENTINEL_MASTER, BrokerFault, FaultPlan
 from lab.reaper import OWNER_ENV, owner_token, owns
 from lab.services import BROKER_SERVER, URL_ENV, choose_provider, make_service
-from lab.services.base import Service, ServiceError, free_port, spawn_server, stop_process, wait_until
+from lab.services.base import Service, ServiceError, stop_process, wait_until
 
 DEFAULT_PORTS = {6379, 26379, 5672, 15672, 25672, 4369, 5432, 3306}
 NAMESPACE = "broker_fault"
@@ -93,44 +94,6 @@ def provision(broker: str, fault: BrokerFault | str, workdir: Path) -> "Nemesis"
     return nemesis
 
 
-class ResettingListener:
-    """A loopback listener on `port` that accepts every connection and resets it (SO_LINGER 0),
-    in a thread of this process, until close(); close() returns how many it reset."""
-
-    def __init__(self, port: int):
-        import socket
-        import struct
-        import threading
-        if port in DEFAULT_PORTS:
-            raise NemesisRefused(f"refusing to listen on default port {port}")
-        self._linger = struct.pack("ii", 1, 0)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
-        self.count, self._stop = 0, threading.Event()
-        self.thread = threading.Thread(target=self._serve, name="reset-listener", daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        import socket
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, self._linger)
-            conn.close()
-            self.count += 1
-
-    def close(self) -> int:
-        self._stop.set()
-        self.thread.join(2.0)
-        self.sock.close()
-        return self.count
-
-
 def _pid_of(proc) -> int | None:
     return proc.pid if proc is not None and proc.poll() is None else None
 
@@ -139,7 +102,7 @@ class Nemesis:
     def __init__(self, broker: str, service: Service, workdir: Path):
         self.broker, self.service, self.workdir = broker, service, workdir
         self.replica: Service | None = None
-        self.sentinel = None
+        self.pair = None                      # lab.services.sentinel.SentinelPair (failover only)
         self.sentinel_port = 0
         self.paused: list[int] = []
         self.log: list[dict[str, Any]] = []   # fault entries, like WorkerController.faults
@@ -147,14 +110,14 @@ class Nemesis:
     # -- urls ------------------------------------------------------------
     @property
     def broker_url(self) -> str:
-        if self.sentinel is not None:
+        if self.pair is not None:
             return f"sentinel://127.0.0.1:{self.sentinel_port}/0"
         return self.service.url_for(NAMESPACE, "broker")
 
     def backend_url(self, backend: str) -> str | None:
         """The result backend on this same server, or None if this server cannot hold `backend`."""
         if backend == "redis" and self.service.kind == "redis":
-            return (f"sentinel://127.0.0.1:{self.sentinel_port}/1" if self.sentinel is not None
+            return (f"sentinel://127.0.0.1:{self.sentinel_port}/1" if self.pair is not None
                     else self.service.url_for(NAMESPACE, "backend"))
         if backend == "postgres" and self.service.kind == "postgres":
             return self.service.url_for(NAMESPACE, "backend")
@@ -162,7 +125,7 @@ class Nemesis:
 
     @property
     def transport_options(self) -> dict[str, Any]:
-        return {"master_name": SENTINEL_MASTER} if self.sentinel is not None else {}
+        return {"master_name": SENTINEL_MASTER} if self.pair is not None else {}
 
     def describe(self) -> dict[str, Any]:
         out = {"broker": self.broker, "server": self.service.describe(), "dedicated": True,
@@ -272,38 +235,12 @@ class Nemesis:
 
     # -- sentinel --------------------------------------------------------
     def start_sentinel_pair(self) -> None:
-        from lab.services.redis import RedisServer, redis_command
-        primary = self.service
-        self.replica = RedisServer(self.workdir / "redis-replica", primary.binary, primary.provider)
-        self.replica.extra_args = ["--replicaof", "127.0.0.1", str(primary.port)]
-        self.replica.start()
-        wait_until(lambda: b"master_link_status:up" in redis_command(
-            "127.0.0.1", self.replica.port, "INFO", "replication"), 15, what="replica link up")
-        sdir = self.workdir / "sentinel"
-        sdir.mkdir(parents=True, exist_ok=True)
-        self.sentinel_port = free_port()
-        conf = sdir / "sentinel.conf"
-        conf.write_text(f"port {self.sentinel_port}\nbind 127.0.0.1\nprotected-mode no\ndir {sdir}\n"
-                        f"sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {primary.port} 1\n"
-                        f"sentinel down-after-milliseconds {SENTINEL_MASTER} {SENTINEL_DOWN_AFTER_MS}\n"
-                        f"sentinel failover-timeout {SENTINEL_MASTER} {SENTINEL_FAILOVER_TIMEOUT_MS}\n"
-                        f"sentinel parallel-syncs {SENTINEL_MASTER} 1\n")
-        self.sentinel = spawn_server([primary.binary, str(conf), "--sentinel", "--set-proc-title", "no"],
-                                     sdir / "sentinel.log")
-        wait_until(lambda: self.master_addr() == ("127.0.0.1", primary.port), 15, what="sentinel sees primary")
+        from lab.services.sentinel import SentinelPair
+        self.pair = SentinelPair(self.service, self.workdir).start()
+        self.replica, self.sentinel_port = self.pair.replica, self.pair.port
 
     def master_addr(self) -> tuple[str, int] | None:
-        """The primary Sentinel names now (redis-py, installed with celery[redis]); None if unknown."""
-        import redis
-        client = redis.Redis(host="127.0.0.1", port=self.sentinel_port, socket_timeout=2,
-                             socket_connect_timeout=2, decode_responses=True)
-        try:
-            found = client.execute_command("SENTINEL", "get-master-addr-by-name", SENTINEL_MASTER)
-        except (redis.RedisError, OSError):
-            return None
-        finally:
-            client.close()
-        return (found[0], int(found[1])) if found and len(found) == 2 else None
+        return self.pair.master_addr() if self.pair else None
 
     def failover(self, bound: float = 30.0) -> dict[str, Any]:
         old = self.service
@@ -350,7 +287,12 @@ class Nemesis:
             out["fault_mono"] = time.monotonic()
             self.stop()
             stopped = time.monotonic()
-            resetter = ResettingListener(self.service.port) if fault is BrokerFault.OUTAGE_RESET else None
+            resetter = None
+            if fault is BrokerFault.OUTAGE_RESET:
+                from lab.services.reset_listener import ResettingListener
+                if self.service.port in DEFAULT_PORTS:
+                    raise NemesisRefused(f"refusing to listen on default port {self.service.port}")
+                resetter = ResettingListener(self.service.port)
             time.sleep(max(0.0, plan.down_s - (stopped - out["fault_mono"])))
             if resetter is not None:
                 out["connections_reset"] = resetter.close()
@@ -366,11 +308,9 @@ class Nemesis:
             self.resume()
         except ServiceError:
             pass
-        stop_process(self.sentinel)
-        self.sentinel = None
-        for service in (self.replica, self.service):
-            if service is not None:
-                try:
-                    service.stop()
-                except Exception:
-                    pass
+        if self.pair is not None:
+            self.pair.close()           # sentinel, then the replica
+        try:
+            self.service.stop()         # the primary (after a failover: the old one, already down)
+        except Exception:
+            pass
