@@ -2,7 +2,8 @@
 
 Thin on purpose: every step is a `lab` command; this file only creates venvs
 and chains sessions. `nox -s matrix -- --matrix smoke` plans the run, then
-notifies one `cells-<version>` session per Celery version and `report` last.
+notifies one `cells-<version>` session per Celery version and `report` last;
+`nox -s matrix -- --resume RUN_DIR` does the same for an interrupted run.
 """
 
 from __future__ import annotations
@@ -69,25 +70,50 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def matrix(session: nox.Session) -> None:
-    """Run a matrix (-- --matrix NAME|PATH, default 'default'), then build its report."""
+    """Run a matrix (-- --matrix NAME|PATH, default 'default'), then build its report;
+    `-- --resume RUN_DIR` runs a run's unfinished cells and rebuilds its report."""
     parser = argparse.ArgumentParser(prog="nox -s matrix --")
     parser.add_argument("--matrix", default="default")
     parser.add_argument("--celery", action="append", default=[])
+    parser.add_argument("--over-budget", action="store_true", help="plan even over budget_minutes")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run (its plan.json)")
     args = parser.parse_args(session.posargs)
     _install_lab(session)
-    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    celery_args = [a for v in args.celery for a in ("--celery", v)]
-    session.run("lab", "plan", "--matrix", args.matrix, "--run-id", run_id, "--reports", str(REPORTS),
-                *celery_args)
-    run_dir = REPORTS / "runs" / run_id
-    plan = json.loads((run_dir / "plan.json").read_text())
+    if args.resume:
+        run_dir = Path(args.resume).resolve()
+        if not (run_dir / "plan.json").exists():
+            session.error(f"--resume {args.resume}: no plan.json there (a run dir is reports/runs/<run-id>)")
+        versions = json.loads((run_dir / "plan.json").read_text())["celery"]
+        _require_sessions(session, versions)
+    else:
+        versions = args.celery or _matrix_celery(args.matrix)
+        _require_sessions(session, versions)  # before planning: no run dir for a run that cannot go
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        celery_args = [a for v in args.celery for a in ("--celery", v)]
+        session.run("lab", "plan", "--matrix", args.matrix, "--run-id", run_id, "--reports", str(REPORTS),
+                    *celery_args, *(["--over-budget"] if args.over_budget else []))
+        run_dir = REPORTS / "runs" / run_id
+        versions = json.loads((run_dir / "plan.json").read_text())["celery"]
+    for version in versions:
+        session.notify(f"cells-{version}", posargs=["--run-dir", str(run_dir)])
+    session.notify("report", posargs=[str(run_dir)])
+
+
+def _matrix_celery(name: str) -> list[str]:
+    """matrix.celery of a matrix name or path ([] if unreadable: `lab plan` says why)."""
+    path = Path(name) if name.endswith(".toml") else ROOT / "matrices" / f"{name}.toml"
+    try:
+        return list(tomllib.loads(path.read_text()).get("matrix", {}).get("celery", []))
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+
+
+def _require_sessions(session: nox.Session, versions: list[str]) -> None:
     known = _celery_versions()
-    for version in plan["celery"]:
+    for version in versions:
         if version not in known:
             session.error(f"celery {version}: no nox session; add it to a matrices/*.toml "
                           f"or set LAB_EXTRA_CELERY={version}")
-        session.notify(f"cells-{version}", posargs=["--run-dir", str(run_dir)])
-    session.notify("report", posargs=[str(run_dir)])
 
 
 def _cells_session(version: str):

@@ -1,9 +1,12 @@
 """The `lab` command.
 
 Contract: thin click wrappers over the pipeline steps — plan (validate,
-expand, estimate), run-cells (one Celery version, inside its venv), report
-(records -> pages), validate, cleanup. Bad input exits 2 with the file, the
-field and the allowed values; a run whose cells ended in `error` exits 1.
+expand, estimate, budget, Celery releases; only then the run dir), run-cells
+(one Celery version, inside its venv), report (records -> pages), validate,
+cleanup (scoped to this reports dir unless --owner/--all; --check kills
+nothing). Bad input exits 2 with the file, the field and the allowed values
+or bounds; a run whose cells ended in `error` exits 1; an interrupted run
+exits 130 after printing the exact resume command.
 """
 
 from __future__ import annotations
@@ -33,14 +36,21 @@ def main() -> None:
 
 @main.command()
 @click.argument("matrix")
-def validate(matrix: str) -> None:
-    """Check a matrix file (name in matrices/ or a path) and print its cells."""
+@click.option("--over-budget", is_flag=True, help="Accept an estimate over the matrix's budget_minutes.")
+def validate(matrix: str, over_budget: bool) -> None:
+    """Check a matrix file (name in matrices/ or a path) and print its cells and estimate."""
+    from lab.plan import check_budget, estimate_seconds
+    from lab.progress import fmt_duration
+
     try:
         loaded = load_matrix(matrix)
+        cells = loaded.cells()
+        estimate = estimate_seconds(cells, loaded.lanes, len(loaded.celery))
+        note = check_budget(loaded, estimate, over_budget)
     except MatrixError as exc:
         _fail(str(exc))
-    cells = loaded.cells()
-    click.echo(f"{loaded.path}: valid, {len(cells)} cell(s)")
+    click.echo(f"{loaded.path}: valid, {len(cells)} cell(s), estimated {fmt_duration(estimate)}"
+               + (f"; {note}" if note else ""))
     for cell in cells:
         click.echo(f"  {cell.cell_id}")
 
@@ -51,27 +61,43 @@ def validate(matrix: str) -> None:
 @click.option("--run-id", default=None, help="Run id (default: timestamp + random suffix).")
 @click.option("--reports", type=click.Path(path_type=Path), default=REPORTS, show_default=True)
 @click.option("--celery", "only_celery", multiple=True, help="Restrict to these Celery versions.")
-def plan(matrix_name: str, run_id: str | None, reports: Path, only_celery: tuple[str, ...]) -> None:
-    """Validate and expand a matrix; create the run directory and plan.json."""
-    from lab.plan import make_plan, write_plan
+@click.option("--over-budget", is_flag=True, help="Plan even when the estimate exceeds budget_minutes.")
+def plan(matrix_name: str, run_id: str | None, reports: Path, only_celery: tuple[str, ...],
+         over_budget: bool) -> None:
+    """Validate and expand a matrix; create the run directory and plan.json.
+
+    Everything that can refuse the run (names, bounds, budget, Celery releases)
+    is checked before the run directory exists or reports/latest moves.
+    """
+    from lab.plan import check_budget, make_plan, write_plan
     from lab.progress import fmt_duration
+    from lab.releases import check_releases
     from lab.results import create_run_dir, new_run_id
 
     try:
         matrix = load_matrix(matrix_name)
     except MatrixError as exc:
         _fail(str(exc))
+    file_order = list(matrix.celery)
     if only_celery:
         unknown = sorted(set(only_celery) - set(matrix.celery))
         if unknown:
             _fail(f"--celery: {', '.join(unknown)} not in {matrix.path}; allowed: {', '.join(matrix.celery)}")
         matrix.celery = [v for v in matrix.celery if v in only_celery]
     run_id = run_id or new_run_id()
-    run_dir = create_run_dir(reports, run_id)
     data = make_plan(matrix, run_id)
+    try:
+        note = check_budget(matrix, data["estimate_s"], over_budget)
+        checked = check_releases(matrix.celery, reports / ".cache", matrix.path, file_order=file_order)
+    except MatrixError as exc:
+        _fail(str(exc))
+    run_dir = create_run_dir(reports, run_id)
     write_plan(run_dir, data)
     click.echo(f"matrix {matrix.name}: {len(data['cells'])} cells over {len(matrix.celery)} Celery "
                f"version(s), {matrix.lanes} lane(s); estimated {fmt_duration(data['estimate_s'])}")
+    if note:
+        click.echo(note)
+    click.echo(checked)
     click.echo(f"run dir: {run_dir}")
 
 
@@ -82,17 +108,25 @@ def plan(matrix_name: str, run_id: str | None, reports: Path, only_celery: tuple
 @click.option("--lanes", type=int, default=None, help="Parallel cells (default: the matrix's lanes).")
 def run_cells_cmd(run_dir: Path, celery: str | None, only: tuple[str, ...], lanes: int | None) -> None:
     """Run planned cells inside the current (Celery) environment."""
+    import signal
     from importlib import metadata
 
+    from lab.lifetime import die_with_parent
+    from lab.resume import RunnerBusy, resume_command
     from lab.runner import run_cells
 
     installed = metadata.version("celery")
     if celery and celery != installed:
         _fail(f"--celery {celery} but this environment has celery {installed}")
+    die_with_parent(signal.SIGTERM)  # nox (or a shell) killed: stop the cells, keep the records
     try:
         run_cells(run_dir, celery or installed, list(only), lanes)
-    except KeyboardInterrupt:
-        _fail("interrupted; run the same command again to resume", 130)
+    except RunnerBusy as exc:
+        _fail(str(exc))
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if isinstance(exc, SystemExit) and exc.code in (0, None):
+            raise
+        _fail(f"interrupted; resume with: {resume_command(run_dir)}", 130)
 
 
 @main.command()
@@ -194,25 +228,49 @@ def bisect(scenario, pool, broker, backend, profile, mode, repeats, good, bad, b
 
 
 @main.command()
-@click.option("--owner", default=None, help="Owner token (default: every lab-owned process).")
-@click.option("--check", is_flag=True, help="Exit 1 if anything had to be killed (for CI).")
-def cleanup(owner: str | None, check: bool) -> None:
-    """Kill processes the lab started and left behind (workers, brokers)."""
-    from lab.reaper import find_all_owned, find_owned, kill_tree
+@click.option("--owner", default=None, help="Only processes of this owner token (nested tokens included).")
+@click.option("--all", "everything", is_flag=True,
+              help="Every lab process on the machine (other checkouts' runs and tests too).")
+@click.option("--reports", type=click.Path(path_type=Path), default=REPORTS, show_default=True,
+              help="The reports dir whose runs are in scope (default scope).")
+@click.option("--check", is_flag=True, help="List what is left and exit 1 if anything is; kill nothing.")
+def cleanup(owner: str | None, everything: bool, reports: Path, check: bool) -> None:
+    """Stop lab processes and remove lab temp dirs whose owner died.
 
-    found = find_owned(owner) if owner else find_all_owned()
+    Default: processes whose LAB_SCOPE is this reports dir (its runs, and this
+    checkout's tests), and temp dirs of that scope whose owner is gone.
+    --owner TOKEN: processes of that token. --all: every process carrying
+    LAB_OWNER and every ownerless lab temp dir on the machine. --check: the
+    same selection, listed only; exit 1 if anything is left.
+    """
+    from lab.reaper import (find_all_owned, find_in_scope, find_owned, kill_tree,
+                            remove_stale_temp_dirs, stale_temp_dirs)
+
+    if owner and everything:
+        _fail("--owner and --all exclude each other")
+    scope = None if (everything or owner) else str(Path(reports).resolve())
+    found = find_owned(owner) if owner else (find_all_owned() if everything else find_in_scope(scope))
+    dirs = stale_temp_dirs(scope=scope, token=owner)
+    verb = "left running" if check else "stopping"
     for proc in found:
         try:
-            click.echo(f"left running: pid {proc.pid} {' '.join(proc.cmdline()[:6])}")
+            click.echo(f"{verb}: pid {proc.pid} {' '.join(proc.cmdline()[:6])}")
         except Exception:
-            click.echo(f"left running: pid {proc.pid}")
+            click.echo(f"{verb}: pid {proc.pid}")
+    for path in dirs:
+        click.echo(f"{'left behind' if check else 'removing'}: {path}")
+    where = f"owner {owner}" if owner else ("the machine" if everything else f"scope {scope}")
+    if check:
+        if found or dirs:
+            _fail(f"{len(found)} lab process(es) and {len(dirs)} temp dir(s) left in {where} "
+                  "(nothing was killed)", 1)
+        click.echo(f"nothing left running in {where}")
+        return
     survivors = kill_tree(found)
+    remove_stale_temp_dirs(scope=scope, token=owner)
     if survivors:
         _fail(f"{len(survivors)} process(es) survived SIGKILL", 1)
-    if not found:
-        click.echo("nothing left running")
-    elif check:
-        _fail(f"{len(found)} lab process(es) were left running (killed now)", 1)
+    click.echo(f"stopped {len(found)} process(es), removed {len(dirs)} temp dir(s) in {where}")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})

@@ -1,7 +1,8 @@
 """Load, validate and expand matrices/*.toml into Cells.
 
 Contract: `load_matrix(path)` either returns a Matrix whose every name is known
-or raises MatrixError naming the file, the field and the allowed values —
+or raises MatrixError naming the file, the field and the allowed values (or
+the bounds and why: BOUNDS; a scenario's profiles: `scenario_profiles`) —
 before anything starts. `Matrix.cells()` is the deterministic cross product
 minus exclusions; `Cell.cell_id` is stable across runs (it keys results).
 The catalog of known names is passed in (lab.catalog), so this module stays
@@ -170,10 +171,11 @@ def parse_matrix(data: dict[str, Any], file: str, name: str) -> Matrix:
         brokers=_names(file, "matrix.brokers", head.get("brokers", ["redis"]), catalog.BROKERS),
         backends=_names(file, "matrix.backends", head.get("backends", ["auto"]), catalog.BACKENDS),
         scenarios=_names(file, "matrix.scenarios", head.get("scenarios"), catalog.SCENARIOS),
-        repeats=_positive(file, "matrix.repeats", head.get("repeats", 1)),
-        concurrency=_positive(file, "matrix.concurrency", head.get("concurrency", 2)),
-        lanes=_positive(file, "matrix.lanes", head.get("lanes", 2)),
-        seed=head.get("seed", 1), budget_minutes=head.get("budget_minutes"), profiles=profiles,
+        repeats=_bounded(file, "matrix.repeats", head.get("repeats", 1)),
+        concurrency=_bounded(file, "matrix.concurrency", head.get("concurrency", 2)),
+        lanes=_bounded(file, "matrix.lanes", head.get("lanes", 2)),
+        seed=head.get("seed", 1), budget_minutes=_budget(file, head.get("budget_minutes")),
+        profiles=profiles,
     )
     for version, pins in _keys(file, "pins", data.get("pins", {}), set(matrix.celery)).items():
         matrix.pins[version] = {k: str(v) for k, v in _keys(file, f"pins.{version}", pins, PIN_KEYS).items()}
@@ -200,8 +202,8 @@ def _scenario_slice(file: str, where: str, sname: str, opts: Any, matrix: Matrix
     spec = catalog.SCENARIOS[sname]
     checked = dict(opts)
     if "profiles" in opts:
-        allowed = known_profiles if spec.takes_profiles else spec.default_profiles
-        checked["profiles"] = _names(file, f"{where}.profiles", opts["profiles"], allowed)
+        checked["profiles"] = _names(file, f"{where}.profiles", opts["profiles"],
+                                     scenario_profiles(spec, set(matrix.profiles)))
     if "modes" in opts:
         checked["modes"] = _names(file, f"{where}.modes", opts["modes"], spec.modes)
     for axis, allowed in (("pools", catalog.POOLS), ("brokers", catalog.BROKERS),
@@ -211,8 +213,48 @@ def _scenario_slice(file: str, where: str, sname: str, opts: Any, matrix: Matrix
     if "celery" in opts:
         checked["celery"] = _names(file, f"{where}.celery", opts["celery"], matrix.celery)
     if "repeats" in opts:
-        checked["repeats"] = _positive(file, f"{where}.repeats", opts["repeats"])
+        checked["repeats"] = _bounded(file, f"{where}.repeats", opts["repeats"])
     return checked
+
+
+def scenario_profiles(spec: catalog.ScenarioInfo, custom: set[str]) -> list[str]:
+    """The profiles a scenario can run: the catalog profiles it lists (another
+    catalog profile would be ignored by it, e.g. `acks-late` in shutdown-race,
+    whose profiles are signal plans) and, if it takes profiles, the matrix's own
+    [profiles.NAME] tables."""
+    return list(spec.default_profiles) + (sorted(custom) if spec.takes_profiles else [])
+
+
+# (low, high, why): a value outside is refused at load, before anything starts
+BOUNDS = {
+    "repeats": (1, 1000, "each repeat is a real worker run of the cell (1000 gives a rate below 0.4% "
+                         "at 0 of 1000; `lab triage -n` is for more)"),
+    "lanes": (1, 16, "each lane runs a cell with its own broker and workers at once; beyond the "
+                     "machine's cores timing-sensitive verdicts distort"),
+    "concurrency": (1, 64, "pool processes / threads / greenlets per worker; the scenarios' workloads "
+                           "use a handful"),
+}
+BUDGET_MAX_MINUTES = 7 * 24 * 60
+
+
+def _bounded(file: str, field: str, value: Any) -> int:
+    """A positive integer within BOUNDS[the field's last part]; MatrixError says the bound and why."""
+    value = _positive(file, field, value)
+    low, high, why = BOUNDS[field.rsplit(".", 1)[-1]]
+    if not low <= value <= high:
+        raise MatrixError(file, field, f"{value} is outside {low}..{high}: {why}")
+    return value
+
+
+def _budget(file: str, value: Any) -> int | None:
+    """budget_minutes: absent, or minutes in 1..one week (`lab plan` refuses a plan over it)."""
+    if value is None:
+        return None
+    value = _positive(file, "matrix.budget_minutes", value)
+    if value > BUDGET_MAX_MINUTES:
+        raise MatrixError(file, "matrix.budget_minutes", f"{value} is outside 1..{BUDGET_MAX_MINUTES} "
+                          "(one week): a budget is the wall time the plan may take")
+    return value
 
 
 def _positive(file: str, field: str, value: Any) -> int:

@@ -4,6 +4,7 @@ that happen before any cell can start (a Celery version that will not install).
 Contract: `make_plan(matrix, run_id)` is a JSON-able dict written once to
 <run-dir>/plan.json; every later step (per-version sessions, the report)
 reads the cells from it, so all agree on what the run contains.
+`check_budget` refuses a plan estimated over the matrix's budget_minutes.
 `record_install_failure` turns an install failure into one `error` record
 per cell of that version, so a bad version never crashes the run and never
 silently disappears from the report. Standard library only: the noxfile
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import __version__, catalog
-from lab.matrix import Cell, Matrix
+from lab.matrix import Cell, Matrix, MatrixError
 from lab.results import PLAN_FILE, ResultRecord, append_record, done_cell_ids, write_json
 from lab.verdict import Outcome, Verdict
 
@@ -46,6 +47,20 @@ def make_plan(matrix: Matrix, run_id: str) -> dict[str, Any]:
         "started_at": time.time(), "lab_version": __version__,
         "host": {"cores": os.cpu_count(), "load1": round(os.getloadavg()[0], 2)},
     }
+
+
+def check_budget(matrix: Matrix, estimate_s: float, over_budget: bool = False) -> str | None:
+    """Refuse (MatrixError on matrix.budget_minutes) a plan whose estimate exceeds
+    the matrix's budget unless `over_budget`; returns a note when over and allowed."""
+    budget = matrix.budget_minutes
+    if budget is None or estimate_s <= budget * 60:
+        return None
+    text = f"the plan's estimate, {estimate_s / 60:.1f} min, exceeds the budget of {budget} min"
+    if over_budget:
+        return f"{text} (--over-budget: running anyway)"
+    raise MatrixError(matrix.path, "matrix.budget_minutes",
+                      f"{text}; shrink the matrix or pass --over-budget "
+                      "(`nox -s matrix -- --matrix NAME --over-budget`)")
 
 
 def write_plan(run_dir: Path, plan: dict[str, Any]) -> Path:

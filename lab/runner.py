@@ -2,12 +2,17 @@
 
 Contract: `run_cells(run_dir, celery, only, lanes)` runs every planned,
 not-yet-recorded cell of that version — resumable: an interrupted run is
-continued by running it again. Per cell it provisions services through the
-ServiceHub (in this process), runs `python -m lab.cellrun` in a process of
-its own with a child owner token and a time bound, and afterwards sweeps
-every process that token owns. A cell that produced no record (crash,
-timeout, unavailable broker) gets an `error` record saying why. All
-services are stopped when the function returns, also on Ctrl-C.
+continued by running it again. It first claims the run dir for that version
+(lab.resume: RunnerBusy if a live runner has it; leftovers of a dead one are
+killed) and starts a watchdog (lab.watchdog) that sweeps if this process is
+killed. Per cell it provisions fresh services through the ServiceHub (in this
+process; namespaces carry the claim's generation), runs `python -m
+lab.cellrun` in a process of its own with a child owner token, a time bound
+and a parent-death signal, and afterwards sweeps every process that token
+owns. A cell that produced no record (crash, timeout, unavailable broker)
+gets an `error` record saying why. All services are stopped and the shared
+services' temp dir is removed when the function returns, also on Ctrl-C; on
+Ctrl-C or a crash it prints the exact resume command.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,11 +32,14 @@ from lab import __version__, hostinfo
 from lab.matrix import Cell
 from lab.plan import cell_estimate, load_plan, plan_cells, rerun_command
 from lab.progress import Progress
-from lab.reaper import OWNER_ENV, Reaper, child_token, kill_owned, owner_token
+from lab.lifetime import popen
+from lab.reaper import OWNER_ENV, Reaper, child_token, ensure_scope, kill_owned, owned_temp_dir, owner_token
+from lab.resume import claim, resume_command
 from lab.results import ResultRecord, append_record, read_records
 from lab.services import ServiceHub
 from lab.services.base import ServiceError
 from lab.verdict import Outcome, Verdict
+from lab.watchdog import Watchdog
 
 CELL_SLACK_S = 120.0
 
@@ -55,8 +64,11 @@ class _Lanes:
 LANES = _Lanes()
 
 
-def namespace_for(cell: Cell, run_id: str) -> str:
-    return "c" + hashlib.sha1(f"{run_id}/{cell.cell_id}".encode()).hexdigest()[:12]
+def namespace_for(cell: Cell, run_id: str, generation: int = 1) -> str:
+    """The cell's queue/file/database/vhost namespace; a resume (generation > 1)
+    never reuses the names an interrupted runner used."""
+    key = f"{run_id}/{cell.cell_id}" + (f"/g{generation}" if generation > 1 else "")
+    return "c" + hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
 def error_record(plan: dict, cell: Cell, summary: str, evidence: dict, started: float) -> ResultRecord:
@@ -73,11 +85,13 @@ def recorded(run_dir: Path, cell_id: str) -> ResultRecord | None:
     return found[-1] if found else None
 
 
-def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str) -> ResultRecord:
+def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str,
+            generation: int = 1) -> ResultRecord:
     started = time.time()
     cell_dir = run_dir / "cells" / cell.cell_id
+    shutil.rmtree(cell_dir / "services", ignore_errors=True)  # an interrupted try's SQLite files
     cell_dir.mkdir(parents=True, exist_ok=True)
-    namespace = namespace_for(cell, plan["run_id"])
+    namespace = namespace_for(cell, plan["run_id"], generation)
     try:
         services = hub.for_cell(cell.broker, cell.backend, cell_dir / "services", namespace)
     except (ServiceError, OSError) as exc:
@@ -91,7 +105,7 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str) 
         profile = PROFILES.get(cell.profile, {})
     spec = {"run_id": plan["run_id"], "run_dir": str(run_dir), "cell": cell.to_dict(),
             "broker_url": services.broker_url, "backend_url": services.backend_url,
-            "namespace": namespace, "profile": profile, "services": services.describe(),
+            "namespace": namespace, "generation": generation, "profile": profile, "services": services.describe(),
             "server_versions": {"broker_server": f"{services.broker.kind} {services.broker.version}",
                                 "backend_server": f"{services.backend.kind} {services.backend.version}"},
             "rerun": rerun_command(plan, cell)}
@@ -104,8 +118,9 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str) 
     proc = None
     try:
         with open(out_path, "wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "lab.cellrun", str(spec_path)], stdout=out,
-                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            # SIGKILL with the runner: a cell whose runner is gone never appends a record
+            proc = popen([sys.executable, "-m", "lab.cellrun", str(spec_path)], signal.SIGKILL,
+                         stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
             with LANES.lock:
                 LANES.active.add(proc)
             try:
@@ -138,8 +153,30 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str) 
 
 def run_cells(run_dir: Path, celery: str | None = None, only: list[str] | None = None,
               lanes: int | None = None) -> list[ResultRecord]:
+    """Run the version's unrecorded cells; returns the new records. Raises
+    RunnerBusy (another runner has this run dir and version), FileNotFoundError
+    (no plan), KeyboardInterrupt (Ctrl-C: finished records are kept)."""
     run_dir = Path(run_dir).resolve()
     plan = load_plan(run_dir)
+    ensure_scope(run_dir.parent.parent)  # reports/runs/<id> -> reports: what `lab cleanup` touches
+    token = owner_token()
+    hold = claim(run_dir, celery)
+    try:
+        if hold.swept:
+            print(f"resume: stopped {len(hold.swept)} leftover process(es) of the interrupted runner: "
+                  + "; ".join(hold.swept), flush=True)
+        watchdog = Watchdog.start(token, resume_command(run_dir))
+        try:
+            return _run_claimed(run_dir, plan, celery, only, lanes, token, hold.generation)
+        finally:
+            watchdog.disarm()
+    finally:
+        hold.release()
+
+
+def _run_claimed(run_dir: Path, plan: dict, celery: str | None, only: list[str] | None,
+                 lanes: int | None, token: str, generation: int) -> list[ResultRecord]:
+    LANES.interrupted = False
     existing = list(read_records([run_dir]))
     done = {r.cell_id for r in existing}
     cells = [c for c in plan_cells(plan, celery) if c.cell_id not in done
@@ -148,27 +185,30 @@ def run_cells(run_dir: Path, celery: str | None = None, only: list[str] | None =
     total = len(plan["cells"]) if not only else len(cells) + len(existing)
     progress = Progress(total, existing, lanes, label=f"celery {celery or 'all'}")
     print(f"celery {celery}: {len(cells)} cell(s) to run in {lanes} lane(s); "
-          f"{len(existing)} already recorded in {run_dir}", flush=True)
-    token = owner_token()
+          f"{len(existing)} already recorded in {run_dir}"
+          + (f" (resume generation {generation})" if generation > 1 else ""), flush=True)
     results: list[ResultRecord] = []
-    with Reaper() as reaper, tempfile.TemporaryDirectory(prefix="lab-services-") as tmp:
-        hub = ServiceHub(Path(tmp))
+    with Reaper() as reaper:
+        tmp = owned_temp_dir("lab-services-")
+        reaper.add(f"rm {tmp}", lambda: shutil.rmtree(tmp, ignore_errors=True))
+        hub = ServiceHub(tmp)
         reaper.add("stop services", hub.close)
         reaper.add("sweep run processes", lambda: kill_owned(token))
 
         def lane(cell: Cell) -> ResultRecord:
             t0 = time.monotonic()
-            record = run_one(plan, cell, run_dir, hub, token)
+            record = run_one(plan, cell, run_dir, hub, token, generation)
             progress.update(record, time.monotonic() - t0)
             return record
 
         pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="lane")
         try:
             results = list(pool.map(lane, cells))
-        except BaseException:
+        except BaseException as exc:
             LANES.stop_all()
-            print("interrupted: stopping cell processes; finished cells are kept in "
-                  f"{run_dir / 'results.jsonl'} and a rerun resumes the rest", flush=True)
+            what = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else f"failed ({exc!r})"
+            print(f"{what}: stopping cell processes; finished cells are kept in "
+                  f"{run_dir / 'results.jsonl'}\nresume: {resume_command(run_dir)}", flush=True)
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
