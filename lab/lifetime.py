@@ -36,7 +36,7 @@ _libc = None
 if sys.platform.startswith("linux"):
     try:
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        _prctl = _libc.prctl  # resolved now: the hook runs between fork and exec
+        _prctl = _libc["prctl"]  # resolved now: the hook runs between fork and exec
         _prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
         _prctl.restype = ctypes.c_int
     except (OSError, AttributeError):  # pragma: no cover - no libc prctl
@@ -57,7 +57,7 @@ def get_pdeathsig() -> int:
     if _libc is None:
         return 0
     value = ctypes.c_int(0)
-    _libc.prctl(PR_GET_PDEATHSIG, ctypes.byref(value), 0, 0, 0)
+    _libc["prctl"](PR_GET_PDEATHSIG, ctypes.byref(value), 0, 0, 0)
     return value.value
 
 
