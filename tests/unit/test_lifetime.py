@@ -74,3 +74,38 @@ def test_children_die_with_their_owner_even_on_sigkill(user):
     else:
         os.kill(child, signal.SIGKILL)
         pytest.fail(f"child {child} outlived its SIGKILLed owner")
+
+
+RUNNER = textwrap.dedent("""
+    import signal, sys, time
+    from lab.lifetime import die_with_parent
+    signal.signal(signal.SIGTERM, lambda *a: (open(sys.argv[1], "w").write("SIGTERM"), sys.exit(0)))
+    die_with_parent(signal.SIGTERM)
+    print("armed", flush=True)
+    time.sleep(60)
+""")
+NOX = textwrap.dedent("""
+    import subprocess, sys, time
+    runner = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]])
+    print(runner.pid, flush=True)
+    time.sleep(60)
+""")
+
+
+def test_the_runner_gets_sigterm_when_nox_is_sigkilled(tmp_path):
+    """`lab run-cells` arms die_with_parent(SIGTERM): its cleanup runs when nox dies."""
+    marker = tmp_path / "got"
+    nox = subprocess.Popen([sys.executable, "-c", NOX, RUNNER, str(marker)], stdout=subprocess.PIPE)
+    runner = int(nox.stdout.readline())
+    assert nox.stdout.readline().strip() == b"armed"
+    nox.kill()
+    nox.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not marker.exists():
+        time.sleep(0.05)
+    if psutil.pid_exists(runner):
+        try:
+            psutil.Process(runner).kill()
+        except psutil.NoSuchProcess:
+            pass
+    assert marker.exists() and marker.read_text() == "SIGTERM"
