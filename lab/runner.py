@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -159,7 +160,19 @@ def run_cells(run_dir: Path, celery: str | None = None, only: list[str] | None =
     run_dir = Path(run_dir).resolve()
     plan = load_plan(run_dir)
     ensure_scope(run_dir.parent.parent)  # reports/runs/<id> -> reports: what `lab cleanup` touches
-    token = owner_token()
+    parent = owner_token()
+    # a token of this runner's own (nested: the parent's sweeps still find it), so a resume's
+    # sweep of a dead runner's token can only ever reach that runner's processes
+    token = child_token(parent, f"runner-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    os.environ[OWNER_ENV] = token
+    try:
+        return _run_owned(run_dir, plan, celery, only, lanes, token)
+    finally:
+        os.environ[OWNER_ENV] = parent
+
+
+def _run_owned(run_dir: Path, plan: dict, celery: str | None, only: list[str] | None,
+               lanes: int | None, token: str) -> list[ResultRecord]:
     hold = claim(run_dir, celery)
     try:
         if hold.swept:
