@@ -72,15 +72,16 @@ def rerun_command(plan: dict[str, Any], cell: Cell) -> str:
 
 
 def record_install_failure(run_dir: Path, celery: str, detail: str) -> int:
-    """One `error` record per not-yet-recorded cell of this Celery version."""
+    """One `setup-failed` record per not-yet-recorded cell of this Celery version: the
+    scenario never ran, so nothing about Celery is concluded."""
     plan = load_plan(run_dir)
     done = done_cell_ids(run_dir)
     count = 0
     for cell in plan_cells(plan, celery):
         if cell.cell_id in done:
             continue
-        outcome = Outcome(Verdict.ERROR, f"celery=={celery} could not be installed",
-                          "install-failure", {"key_figure": "install failed"},
+        outcome = Outcome(Verdict.SETUP_FAILED, f"celery=={celery} could not be installed",
+                          "setup:install", {"key_figure": "install failed"},
                           {"install_log": detail[-4000:]})
         append_record(run_dir, ResultRecord(
             run_id=plan["run_id"], cell_id=cell.cell_id, cell=cell.to_dict(), outcome=outcome,

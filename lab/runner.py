@@ -59,10 +59,12 @@ def namespace_for(cell: Cell, run_id: str) -> str:
     return "c" + hashlib.sha1(f"{run_id}/{cell.cell_id}".encode()).hexdigest()[:12]
 
 
-def error_record(plan: dict, cell: Cell, summary: str, evidence: dict, started: float) -> ResultRecord:
+def error_record(plan: dict, cell: Cell, summary: str, evidence: dict, started: float,
+                 verdict: Verdict = Verdict.ERROR, signature: str = "lab-error") -> ResultRecord:
+    figure = "lab error" if verdict is Verdict.ERROR else "setup failed"
     return ResultRecord(
         run_id=plan["run_id"], cell_id=cell.cell_id, cell=cell.to_dict(),
-        outcome=Outcome(Verdict.ERROR, summary, "lab-error", {"key_figure": "lab error"}, evidence),
+        outcome=Outcome(verdict, summary, signature, {"key_figure": figure}, evidence),
         versions=hostinfo.package_versions(), host=hostinfo.host_facts(), started_at=started,
         duration_s=round(time.time() - started, 3), rerun=rerun_command(plan, cell),
         lab_version=__version__)
@@ -82,7 +84,8 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str) 
         services = hub.for_cell(cell.broker, cell.backend, cell_dir / "services", namespace)
     except (ServiceError, OSError) as exc:
         record = error_record(plan, cell, f"broker/backend could not be provided: {exc}"[:300],
-                              {"service_error": str(exc)}, started)
+                              {"service_error": str(exc)}, started, Verdict.SETUP_FAILED,
+                              "setup:provision")
         append_record(run_dir, record)
         return record
     profile = (plan.get("profiles") or {}).get(cell.profile)

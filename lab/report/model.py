@@ -77,6 +77,7 @@ class Entry:
     def signatures(self) -> list[str]:
         """The headline signature and any other one seen in repeated attempts."""
         names = [self.record.outcome.signature]
+        names += [f.signature for f in self.record.outcome.findings]
         names += [r.get("signature") for r in rates(self.record)]
         return [n for i, n in enumerate(names) if n and n not in names[:i]]
 
@@ -92,6 +93,11 @@ class TableCell:
         if not self.entries:
             return None
         return min((e.verdict for e in self.entries), key=SEVERITY.index)
+
+    @property
+    def findings(self) -> frozenset[str]:
+        """Every finding ('verdict:signature') of the cell's records: what flips compare."""
+        return frozenset().union(*(e.record.outcome.finding_keys() for e in self.entries))
 
 
 @dataclass
