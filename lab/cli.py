@@ -120,11 +120,15 @@ def report(run_dirs: tuple[Path, ...], baseline: Path | None, out: Path | None, 
     _print_summary([SUMMARY_HEADER, *summary_rows(records)])
     click.echo(f"report: {index}")
     errors = sum(1 for r in records if r.outcome.verdict.value == "error")
-    findings = sum(1 for r in records if r.outcome.verdict.value not in ("pass", "n/a", "error"))
+    setup = sum(1 for r in records if r.outcome.verdict.value == "setup-failed")
+    findings = sum(1 for r in records if r.outcome.verdict.is_finding and r.outcome.verdict.value != "pass")
+    if setup:
+        click.echo(f"note: {setup} cell(s) never ran (setup-failed: install, import or provisioning); "
+                   "they say nothing about Celery" + ("; --strict fails on them" if strict else ""))
     if errors:
         _fail(f"{errors} cell(s) ended in `error` (the lab failed, not Celery); see the report", 1)
-    if strict and findings:
-        _fail(f"--strict: {findings} cell(s) with a finding other than pass", 1)
+    if strict and (findings or setup):
+        _fail(f"--strict: {findings} cell(s) with a finding other than pass, {setup} that never ran", 1)
 
 
 def _print_summary(rows: list) -> None:
@@ -183,7 +187,8 @@ def bisect(scenario, pool, broker, backend, profile, mode, repeats, good, bad, b
     """Find the first release where a scenario's failure shows, between --good and --bad."""
     from lab.triage import TriageSpec, bisect as run_bisect
 
-    verdicts = list(bad_if) or ["bug", "stall", "lost", "duplicate", "hang", "silent-exit", "failed-fast"]
+    verdicts = list(bad_if) or ["bug", "stall", "incomplete", "lost", "duplicate", "hang", "silent-exit",
+                                "failed-fast"]
     spec = TriageSpec(scenario, bad, pool, broker, backend, profile, mode, repeats)
     try:
         result = run_bisect(spec, good, bad, verdicts, signature, REPORTS,
