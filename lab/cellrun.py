@@ -24,7 +24,7 @@ from typing import Any
 from lab import __version__, hostinfo, scenarios
 from lab.matrix import Cell
 from lab.reaper import REAPER
-from lab.results import ResultRecord, append_record
+from lab.results import RECORD_FILE, ResultRecord, append_record, write_json
 from lab.scenarios.base import CellContext
 from lab.verdict import Outcome, Verdict, aggregate
 from lab.worker import WorkerCannotRun
@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     REAPER.install()  # SIGTERM/SIGHUP from the runner unwind through teardown
     record = run_cell(spec)
     append_record(Path(spec["run_dir"]), record)
+    # the runner reads this one file back (O(1) per cell), never the whole results.jsonl
+    write_json(Path(spec["run_dir"]) / "cells" / record.cell_id / RECORD_FILE, record.to_dict())
     print(json.dumps({"cell_id": record.cell_id, "verdict": record.outcome.verdict.value,
                       "summary": record.outcome.summary}))
     return 0
