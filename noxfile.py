@@ -77,6 +77,7 @@ def matrix(session: nox.Session) -> None:
     parser.add_argument("--celery", action="append", default=[])
     parser.add_argument("--over-budget", action="store_true", help="plan even over budget_minutes")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run (its plan.json)")
+    parser.add_argument("--shard", default=None, help="run only shard I/N (see `lab plan --shards`)")
     args = parser.parse_args(session.posargs)
     _install_lab(session)
     if args.resume:
@@ -90,6 +91,7 @@ def matrix(session: nox.Session) -> None:
         _require_sessions(session, versions)  # before planning: no run dir for a run that cannot go
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         celery_args = [a for v in args.celery for a in ("--celery", v)]
+        celery_args += ["--shard", args.shard] if args.shard else []
         session.run("lab", "plan", "--matrix", args.matrix, "--run-id", run_id, "--reports", str(REPORTS),
                     *celery_args, *(["--over-budget"] if args.over_budget else []))
         run_dir = REPORTS / "runs" / run_id
