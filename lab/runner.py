@@ -34,7 +34,8 @@ from lab.matrix import Cell
 from lab.plan import cell_estimate, load_plan, plan_cells, rerun_command
 from lab.progress import Progress
 from lab.lifetime import popen
-from lab.reaper import OWNER_ENV, Reaper, child_token, ensure_scope, kill_owned, owned_temp_dir, owner_token
+from lab.reaper import (OWNER_ENV, Reaper, child_token, ensure_scope, kill_owned, owned_temp_dir, owner_token,
+                        remove_stale_temp_dirs)
 from lab.resume import claim, resume_command
 from lab.results import RECORD_FILE, ResultRecord, append_record, read_records
 from lab.services import ServiceHub
@@ -170,7 +171,8 @@ def run_cells(run_dir: Path, celery: str | None = None, only: list[str] | None =
     (no plan), KeyboardInterrupt (Ctrl-C: finished records are kept)."""
     run_dir = Path(run_dir).resolve()
     plan = load_plan(run_dir)
-    ensure_scope(run_dir.parent.parent)  # reports/runs/<id> -> reports: what `lab cleanup` touches
+    scope = ensure_scope(run_dir.parent.parent)  # reports/runs/<id> -> reports: what `lab cleanup` touches
+    remove_stale_temp_dirs(scope=scope)  # temp dirs of this scope's runners that died (SIGKILL and watchdog)
     parent = owner_token()
     # a token of this runner's own (nested: the parent's sweeps still find it), so a resume's
     # sweep of a dead runner's token can only ever reach that runner's processes

@@ -69,7 +69,10 @@ def _toml(value) -> str:
 
 
 def run_triage(spec: TriageSpec, reports: Path) -> ResultRecord:
+    from lab.releases import check_releases
+
     matrix = parse_matrix(spec.matrix_data(), "(triage)", "triage")  # validates names first
+    check_releases([spec.celery], reports / ".cache", "(triage)")  # a real release, before the run dir
     run_id = new_run_id()
     run_dir = create_run_dir(reports, run_id)
     (run_dir / "triage.toml").write_text(spec.toml())

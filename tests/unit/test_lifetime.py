@@ -101,8 +101,8 @@ def test_the_runner_gets_sigterm_when_nox_is_sigkilled(tmp_path):
     nox.kill()
     nox.wait(10)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not marker.exists():
-        time.sleep(0.05)
+    while time.monotonic() < deadline and not (marker.exists() and marker.read_text()):
+        time.sleep(0.05)  # the handler creates the file, then writes
     if psutil.pid_exists(runner):
         try:
             psutil.Process(runner).kill()
