@@ -135,7 +135,7 @@ def test_signature_is_highlighted_with_safe_markup(built):
     root, records, index = built
     bug = next(r for r in records if r.outcome.signature == samples.SIGNATURE)
     text = (index.parent / cells_in(index)[bug.cell_id]).read_text()
-    assert "<mark class=\"sig\">AttributeError: &#39;NoneType&#39; object has no attribute &#39;poll&#39;</mark>" in text
+    assert "<mark class=\"sig\">AttributeError: &#39;ForkProcess&#39; object has no attribute &#39;_sentinel_poll&#39;</mark>" in text
     marked = highlight("<b>boom</b> AttributeError <script>", ["boom"], r"AttributeError")
     assert str(marked) == ("&lt;b&gt;<mark class=\"sig\">boom</mark>&lt;/b&gt; "
                            "<mark class=\"sig\">AttributeError</mark> &lt;script&gt;")
