@@ -225,7 +225,8 @@ def what_to_use(report: Report, version: str) -> list[dict[str, Any]]:
             best = min(cells, key=lambda e: (severity(e.verdict) * -1, e.record.duration_s), default=None)
             rows.append({"scenario": table, "mode": mode, "broker": broker, "version": version,
                          "good": [(p, settings_of(p), by_profile[p][0]) for p in good],
-                         "bad": [(p, by_profile[p][0]) for p in bad], "best": best})
+                         "bad": [(p, min(by_profile[p], key=lambda e: severity(e.verdict))) for p in bad],
+                         "best": best})
     return rows
 
 

@@ -31,7 +31,7 @@ from lab.signatures import describe
 
 from lab.report.diff import Diff
 from lab.report.model import Report
-from lab.report.portable import portable_command
+from lab.report.portable import portable_command, portable_value
 from lab.report.style import VERDICT_ORDER, VERDICT_STYLE, is_finding, is_lab_failure, severity, style
 
 SUMMARY_HEADER = ("scenario", "cells", *(v.value for v in VERDICT_ORDER))
@@ -240,8 +240,8 @@ def results_json(report: Report, diff: Diff | None = None) -> dict[str, Any]:
                  for r in report.runs],
         "counts": {v.value: n for v, n in report.counts.items()},
         "summary": [dict(zip(SUMMARY_HEADER, row)) for row in summary_rows(e.record for e in report.entries)],
-        "records": [dict(e.record.to_dict(), rerun=portable_command(e.record.rerun), page=e.page,
-                          key_figure=e.key_figure) for e in report.entries],
+        "records": [dict(portable_value(e.record.to_dict()), page=e.page, key_figure=e.key_figure)
+                    for e in report.entries],
         "diff": None if diff is None else {
             "baseline": diff.baseline, "baseline_started_at": diff.date, "unchanged": diff.unchanged,
             "worse": len(diff.worse), "better": len(diff.better), "new": len(diff.added), "gone": len(diff.removed),

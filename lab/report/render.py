@@ -112,7 +112,7 @@ def _cell_context(entry: Entry, out_dir: Path, report: Report, extra: dict[str, 
     bundle = link_if_exists(out_dir / "repro" / entry.slug / "README.md", out_dir / "cells")
     return dict(entry=entry, record=record, outcome=record.outcome, info=info, metrics=metrics,
                 rates=_rates(record.outcome.metrics.get("rates")), evidence=_evidence(entry, info),
-                logs=logs, timeline=layout(record.journal, record.faults), siblings=siblings,
+                logs=logs, timeline=layout(record.journal, record.faults, record.outcome.metrics), siblings=siblings,
                 attempts=attempts, bundle=bundle, rate_cmds=rate_commands(entry, versions),
                 settings=ans.settings_of(entry.axis("profile")), words=ans.words(entry),
                 scaled=ans.scaled([entry]), findings=entry.findings,
@@ -127,7 +127,7 @@ def _attempts(record) -> list[tuple[str, Any]]:
         if isinstance(item, dict) and (item.get("journal") or item.get("faults")):
             label = f"attempt {item.get('attempt', index)}: {item.get('verdict', '?')}" + (
                 f" {item['signature']}" if item.get("signature") else "")
-            out.append((label, layout(item.get("journal") or [], item.get("faults") or [])))
+            out.append((label, layout(item.get("journal") or [], item.get("faults") or [], record.outcome.metrics)))
     return out
 
 
