@@ -153,14 +153,14 @@ def report(run_dirs: tuple[Path, ...], baseline: str | None, out: Path | None, s
                    f"{len(diff.added)} new, {len(diff.removed)} gone")
     errors = sum(1 for r in records if r.outcome.verdict.value in ("error", "setup-failed"))
     findings = sum(1 for r in records if r.outcome.verdict.value not in ("pass", "n/a", "error", "setup-failed"))
-    if errors:
-        _fail(f"{errors} cell(s) ended in `error`/`setup-failed` (the lab failed, not Celery); see the report", 1)
     if fail_on == "worse" and diff.worse:
-        _fail(f"--fail-on worse: {len(diff.worse)} cell(s) worse than baseline {diff.baseline}: "
+        _fail(("" if not errors else f"{errors} lab error(s) too; ") + f"--fail-on worse: {len(diff.worse)} cell(s) worse than baseline {diff.baseline}: "
               + ", ".join(c.cell_id for c in diff.worse[:5]), 1)
     if fail_on == "changed" and not diff.empty:
         _fail(f"--fail-on changed: {len(diff.changed) + len(diff.added) + len(diff.removed)} cell(s) differ "
               f"from baseline {diff.baseline}", 1)
+    if errors:
+        _fail(f"{errors} cell(s) ended in `error`/`setup-failed` (the lab failed, not Celery); see the report", 1)
     if strict and findings:
         _fail(f"--strict: {findings} cell(s) with a finding other than pass", 1)
 
