@@ -211,13 +211,15 @@ def layout(journal: list[dict[str, Any]], faults: list[dict[str, Any]],
                 short += " (redelivered)"
             width = max(x(end) - x(start), 2.0)
             state = ("killed" if run["killed"] else "never finished") if run.get("unfinished") else ""
+            inside = width > 6.2 * len(short) + 4
             tl.bars.append(Shape(
                 x(start), y + MARK_ROW + row * TASK_ROW, width, TASK_ROW - 3,
-                label=short if width > 6.2 * len(short) + 4 else "",
+                label=short if inside or x(start) - LEFT > 6.2 * len(short) + 6 else "",
                 title=f"{run['name'] or 'task'} {run['task_id']} on pid {pid}: {start - t0:.3f}s → {end - t0:.3f}s "
                       f"({end - start:.3f}s)" + (f", {state}" if state else "")
                       + (", redelivered" if run["redelivered"] else ""),
-                css="bar" + (" bar-fail" if run["failed"] else "") + (" bar-open" if state else "")))
+                css="bar" + (" bar-fail" if run["failed"] else "") + (" bar-open" if state else "")
+                    + ("" if inside else " label-left")))
         label_end = -1e9
         for event in journal:
             mono = _num(event.get("mono"))
@@ -227,9 +229,10 @@ def layout(journal: list[dict[str, Any]], faults: list[dict[str, Any]],
             label = LABELLED.get(name, "")
             if label and x(mono) + 6 < label_end:
                 label = ""   # would overlap the previous label on this lane: the tooltip keeps it
+            end_anchor = bool(label) and x(mono) + 6 + _text_w(label) > tl.width
             if label:
                 label_end = x(mono) + 6 + _text_w(label)
-            tl.markers.append(Shape(x(mono), y + MARK_ROW / 2, label=label,
+            tl.markers.append(Shape(x(mono), y + MARK_ROW / 2, w=1.0 if end_anchor else 0.0, label=label,
                                     title=f"{name} pid {pid} at {mono - t0:.3f}s"
                                           + (f" task {event.get('task_id')}" if event.get("task_id") else ""),
                                     css="mk mk-" + "".join(c if c.isalnum() else "-" for c in name)))
