@@ -35,14 +35,24 @@ def estimate_seconds(cells: list[Cell], lanes: int, versions: int) -> float:
     return work / max(1, lanes) + versions * VENV_ESTIMATE_S
 
 
-def make_plan(matrix: Matrix, run_id: str) -> dict[str, Any]:
+def make_plan(matrix: Matrix, run_id: str, shard: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The plan of a run; with `shard=(i, n)`, only shard i of n (lab.shard.balance), marked
+    with the whole plan's id so `lab report` merges the shards as one run."""
+    from lab.shard import plan_id, shard_of
+
     cells = matrix.cells()
+    whole = plan_id(cells)
+    info = None
+    if shard:
+        info = {"index": shard[0], "of": shard[1], "plan_id": whole, "cells_total": len(cells)}
+        cells = shard_of(cells, shard[0], shard[1], cell_estimate)
+    versions = sorted({c.celery for c in cells}, key=matrix.celery.index)
     return {
         "run_id": run_id, "matrix": matrix.name, "matrix_path": matrix.path,
         "description": matrix.description, "lanes": matrix.lanes,
-        "celery": matrix.celery, "pins": matrix.pins, "profiles": matrix.profiles,
-        "cells": [c.to_dict() for c in cells],
-        "estimate_s": round(estimate_seconds(cells, matrix.lanes, len(matrix.celery))),
+        "celery": versions if shard else matrix.celery, "pins": matrix.pins, "profiles": matrix.profiles,
+        "cells": [c.to_dict() for c in cells], "plan_id": whole, "shard": info,
+        "estimate_s": round(estimate_seconds(cells, matrix.lanes, len(versions))),
         "started_at": time.time(), "lab_version": __version__,
         "host": {"cores": os.cpu_count(), "load1": round(os.getloadavg()[0], 2)},
     }
@@ -72,15 +82,16 @@ def rerun_command(plan: dict[str, Any], cell: Cell) -> str:
 
 
 def record_install_failure(run_dir: Path, celery: str, detail: str) -> int:
-    """One `error` record per not-yet-recorded cell of this Celery version."""
+    """One `setup-failed` record per not-yet-recorded cell of this Celery version: the
+    scenario never ran, so nothing about Celery is concluded."""
     plan = load_plan(run_dir)
     done = done_cell_ids(run_dir)
     count = 0
     for cell in plan_cells(plan, celery):
         if cell.cell_id in done:
             continue
-        outcome = Outcome(Verdict.ERROR, f"celery=={celery} could not be installed",
-                          "install-failure", {"key_figure": "install failed"},
+        outcome = Outcome(Verdict.SETUP_FAILED, f"celery=={celery} could not be installed",
+                          "setup:install", {"key_figure": "install failed"},
                           {"install_log": detail[-4000:]})
         append_record(run_dir, ResultRecord(
             run_id=plan["run_id"], cell_id=cell.cell_id, cell=cell.to_dict(), outcome=outcome,

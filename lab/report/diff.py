@@ -2,7 +2,9 @@
 
 Contract: `compare(current, baseline, label, date)` pairs records by `cell_id`
 (the stable key from lab.matrix.Cell) and returns a `Diff` listing cells
-whose headline verdict or signature changed, cells new in this run and cells
+whose headline verdict or signature changed, or whose set of findings
+changed (a second finding under the same headline is a change: a strict
+superset is worse, a strict subset better), cells new in this run and cells
 only in the baseline; `Diff.worse` / `better` / `new` / `gone` are the
 counts the banners show, and `Diff.by_cell` maps a cell id to its Change.
 When a cell_id appears more than once on one side, the record started last
@@ -46,11 +48,24 @@ class Change:
         if self.after is None:
             return "gone"
         if is_lab_failure(self.before_verdict) or is_lab_failure(self.after_verdict):
-            return "changed"
+            return "changed"   # a lab error or a setup failure says nothing either way
+        before, after = _keys(self.before), _keys(self.after)
+        if before < after:
+            return "worse"     # every finding is still there, and one more
+        if after < before:
+            return "better"
         b, a = severity(self.before_verdict), severity(self.after_verdict)
         if a == b:
             return "changed"
         return "worse" if a < b else "better"
+
+    @property
+    def findings_added(self) -> list[str]:
+        return sorted(_keys(self.after) - _keys(self.before))
+
+    @property
+    def findings_removed(self) -> list[str]:
+        return sorted(_keys(self.before) - _keys(self.after))
 
     @property
     def text(self) -> str:
@@ -94,6 +109,16 @@ class Diff:
     @property
     def by_cell(self) -> dict[str, Change]:
         return {c.cell_id: c for c in self.changed + self.added}
+
+
+def _keys(record: ResultRecord | None) -> frozenset:
+    """The record's finding keys ('verdict:signature'); older Outcomes without them: the headline."""
+    if record is None:
+        return frozenset()
+    keys = getattr(record.outcome, "finding_keys", None)
+    if callable(keys):
+        return frozenset(keys())
+    return frozenset({f"{record.outcome.verdict.value}:{record.outcome.signature or ''}"})
 
 
 def _latest(records: list[ResultRecord]) -> dict[str, ResultRecord]:
@@ -145,7 +170,8 @@ def compare(current: list[ResultRecord], baseline: list[ResultRecord], label: st
             diff.added.append(change)
         elif after is None:
             diff.removed.append(change)
-        elif (before.outcome.verdict, before.outcome.signature) != (after.outcome.verdict, after.outcome.signature):
+        elif ((before.outcome.verdict, before.outcome.signature) != (after.outcome.verdict, after.outcome.signature)
+              or _keys(before) != _keys(after)):
             diff.changed.append(change)
         else:
             diff.unchanged += 1

@@ -113,6 +113,16 @@ class TableCell:
             return None
         return min((e.verdict for e in self.entries), key=severity)
 
+    @property
+    def findings(self) -> frozenset[str]:
+        """Every finding ('verdict:signature') of the cell's records: what flips compare."""
+        return frozenset().union(*(finding_keys(e.record) for e in self.entries))
+
+    @property
+    def findings(self) -> frozenset[str]:
+        """Every finding ('verdict:signature') of the cell's records: what flips compare."""
+        return frozenset().union(*(e.record.outcome.finding_keys() for e in self.entries))
+
 
 @dataclass
 class Flip:
@@ -188,7 +198,34 @@ class Report:
 
     @property
     def wall_s(self) -> float:
-        return sum(run.wall_s for run in self.runs)
+        """Wall time: runs of one sharded plan ran side by side, so a plan counts its longest shard."""
+        by_plan: dict[str, float] = {}
+        for run in self.runs:
+            shard = run.plan.get("shard") or {}
+            key = shard.get("plan_id") or run.run_id
+            by_plan[key] = max(by_plan.get(key, 0.0), run.wall_s)
+        return sum(by_plan.values())
+
+    @property
+    def shard_notes(self) -> list[str]:
+        """One line per sharded plan: which of its shards this report merges, and which are missing."""
+        plans: dict[str, dict[str, Any]] = {}
+        for run in self.runs:
+            shard = run.plan.get("shard") or {}
+            if not shard.get("plan_id"):
+                continue
+            item = plans.setdefault(shard["plan_id"], {"of": shard["of"], "seen": set(), "cells": 0,
+                                                       "total": shard.get("cells_total", 0)})
+            item["seen"].add(int(shard["index"]))
+            item["cells"] += run.planned
+        notes = []
+        for pid, item in sorted(plans.items()):
+            count = item["of"]
+            missing = [f"{i}/{count}" for i in range(1, count + 1) if i not in item["seen"]]
+            notes.append(f"plan {pid}: {len(item['seen'])} of {count} shard(s) merged, "
+                         f"{item['cells']} of {item['total']} cells planned"
+                         + (f"; missing shard(s) {', '.join(missing)}" if missing else ""))
+        return notes
 
 
 def slugify(text: str) -> str:
@@ -208,6 +245,14 @@ def rates(record: ResultRecord) -> list[dict[str, Any]]:
     """metrics["rates"] of a repeated cell (only well-formed rows)."""
     value = record.outcome.metrics.get("rates")
     return [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
+
+
+def finding_keys(record: ResultRecord) -> frozenset[str]:
+    """'verdict:signature' of every finding (lab.verdict's Outcome.finding_keys when it has it)."""
+    keys = getattr(record.outcome, "finding_keys", None)
+    if callable(keys):
+        return frozenset(keys())
+    return frozenset(f"{f['verdict']}:{f['signature'] or ''}" for f in findings(record))
 
 
 def findings(record: ResultRecord) -> list[dict[str, Any]]:

@@ -41,7 +41,7 @@ STYLES: dict[str, VerdictStyle] = {
     "hang": VerdictStyle("v-hang", "hang", "#ffffff", "#0072B2", "a process did not exit or progress in its bound", "🔵"),
     "silent-exit": VerdictStyle("v-silent-exit", "silent exit", "#000000", "#E69F00",
                                 "the worker exited before ready without saying why", "🟠"),
-    "stall": VerdictStyle("v-stall", "stall", "#000000", "#F0E442", "completed only after a timeout-sized delay", "🟡"),
+    "stall": VerdictStyle("v-stall", "stall", "#000000", "#F0E442", "completed, but only after a timeout-sized delay (measured)", "🟡"),
     "failed-fast": VerdictStyle("v-failed-fast", "failed fast", "#000000", "#56B4E9",
                                 "refused or failed early with a clear error", "🩵"),
     "n/a": VerdictStyle("v-na", "n/a", "#333333", "#ececec", "combination does not apply (reason shown)", "⚪"),
@@ -50,7 +50,7 @@ STYLES: dict[str, VerdictStyle] = {
     "error": VerdictStyle("v-error", "lab error", "#111111", "#ffffff",
                           "the lab failed; says nothing about Celery", "⚠️", True),
 }
-_ORDER = ["pass", "bug", "lost", "incomplete", "duplicate", "hang", "silent-exit", "stall", "failed-fast", "n/a",
+_ORDER = ["pass", "bug", "lost", "duplicate", "hang", "silent-exit", "incomplete", "stall", "failed-fast", "n/a",
           "setup-failed", "error"]
 
 UNKNOWN_STYLE = VerdictStyle("v-unknown", "unknown", "#333333", "#ffffff", "a verdict this lab does not know", "❔")
@@ -96,7 +96,10 @@ def css_rules() -> str:
     """CSS for the verdict classes (inlined into every page)."""
     rules = []
     for s in STYLES.values():
-        if s.lab_failure:
+        if s.css == "v-setup-failed":
+            rules.append(f".{s.css}{{color:{s.fg};border:2px dotted #111 !important;"
+                         "background:repeating-linear-gradient(45deg,#fff 0 5px,#e0e0e0 5px 8px)}")
+        elif s.lab_failure:
             rules.append(
                 f".{s.css}{{color:{s.fg};border:2px dashed #111 !important;"
                 "background:repeating-linear-gradient(135deg,#fff 0 5px,#bdbdbd 5px 8px);"
