@@ -104,7 +104,7 @@ def _cell_context(entry: Entry, out_dir: Path, report: Report, extra: dict[str, 
                   versions: list[str]) -> dict[str, Any]:
     record = entry.record
     info = sig.info(record.outcome.signature, extra)
-    metrics = {k: v for k, v in record.outcome.metrics.items() if k != "rates"}
+    metrics = {k: v for k, v in record.outcome.metrics.items() if k not in ("rates", "attempt_records")}
     logs = [(name, link_if_exists(entry.run.run_dir / path, out_dir / "cells"), portable_command(path))
             for name, path in sorted(record.logs.items())]
     siblings = [e for e in report.entries if e.record.cell_id == record.cell_id and e is not entry]
@@ -121,7 +121,7 @@ def _cell_context(entry: Entry, out_dir: Path, report: Report, extra: dict[str, 
 
 def _attempts(record) -> list[tuple[str, Any]]:
     """Per-attempt timelines when the record carries them (metrics["attempt_records"]), else []."""
-    items = record.outcome.metrics.get("attempt_records") or record.outcome.evidence.get("attempts")
+    items = record.outcome.metrics.get("attempt_records")
     out = []
     for index, item in enumerate(items if isinstance(items, list) else [], 1):
         if isinstance(item, dict) and (item.get("journal") or item.get("faults")):

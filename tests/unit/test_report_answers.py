@@ -220,3 +220,20 @@ def test_findings_list_is_read_when_present(tmp_path):
     assert [f["verdict"] for f in findings(record)] == ["bug", "incomplete"]
     record.outcome.findings = None
     assert findings(record)[0]["verdict"] == record.outcome.verdict.value
+
+
+def test_repeated_cell_shows_every_attempt_labelled(tmp_path):
+    record = _record(repeats=2)
+    journal = [{"event": "worker_init", "pid": 1, "mono": 0.0},
+               {"event": "exec_start", "pid": 1, "task_id": "t", "task": "lab.churn", "mono": 1.0}]
+    record.outcome = Outcome(Verdict.HANG, "shutdown-hang: 1/2", "shutdown-hang", metrics={
+        "attempts": 2, "attempt_records": [
+            {"attempt": 1, "verdict": "hang", "signature": "shutdown-hang", "journal": journal, "faults": []},
+            {"attempt": 2, "verdict": "pass", "signature": None, "journal": journal, "faults": []}]})
+    (tmp_path / "run").mkdir()
+    append_record(tmp_path / "run", record)
+    index = build_report([tmp_path / "run"], tmp_path / "out")
+    page = next((index.parent / "cells").glob("*.html")).read_text()
+    assert "attempt 1: hang shutdown-hang" in page and "attempt 2: pass" in page
+    assert page.count('<svg class="timeline"') == 2
+    assert "attempt_records" not in page
