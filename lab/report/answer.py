@@ -14,8 +14,9 @@ Contract (no HTML, no I/O):
   `wanted` when given, else the newest and the production one (the version
   the run covers with the most cells).
 - `answer_tables(table, versions)` -> AnswerTable per (version, mode) of a
-  scenario; `what_to_use(report, version)` -> rows of the overview's short
-  table; `top_findings(report, n)` -> the worst, most frequent findings.
+  scenario with profiles (rows: profiles), per version otherwise (rows: modes); `what_to_use(report, version)` -> rows of the overview's short
+  table; `top_findings(report, n)` -> the worst, most frequent findings,
+  at most two per scenario.
 """
 
 from __future__ import annotations
@@ -129,9 +130,9 @@ def scaled(entries: list[Entry]) -> list[tuple[str, str, str]]:
                 grace = _num(metrics, "production_grace_s") or 60.0
                 out[name] = (what, f"{value:g} s", stands.format(production_grace_s=grace))
         profile = entry.axis("profile")
-        if profile in PROFILE_SCALED and profile not in out:
+        if profile in PROFILE_SCALED and PROFILE_SCALED[profile][0] not in out:
             used, stands = PROFILE_SCALED[profile]
-            out[profile] = (f"profile {profile}", used, stands)
+            out[used] = (f"profile {profile}", used, stands)
     return list(out.values())
 
 
@@ -168,6 +169,7 @@ class AnswerTable:
     cells: dict[tuple[str, tuple[str, str]], list[AnswerCell]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     scaled: list[tuple[str, str, str]] = field(default_factory=list)
+    row_kind: str = "profile"   # "mode" for scenarios without profiles: one table per version
 
     def at(self, row: str, column: tuple[str, str]) -> list[AnswerCell]:
         return self.cells.get((row, column), [])
@@ -181,15 +183,21 @@ def answer_tables(table: ScenarioTable, versions: list[str]) -> list[AnswerTable
     profiles = list(catalog.PROFILES)
     info = catalog.SCENARIOS.get(table.name)
     modes = list(info.modes) if info else []
+    by_mode = not (info and info.takes_profiles)
     for version in versions:
         mine = [e for e in table.entries if e.axis("celery") == version]
-        for mode in sorted({e.axis("mode") for e in mine}, key=lambda m: modes.index(m) if m in modes else 99):
-            entries = [e for e in mine if e.axis("mode") == mode]
-            at = AnswerTable(version, mode)
+        groups = [("", mine)] if by_mode else [
+            (mode, [e for e in mine if e.axis("mode") == mode])
+            for mode in sorted({e.axis("mode") for e in mine}, key=lambda m: modes.index(m) if m in modes else 99)]
+        for mode, entries in groups:
+            if not entries:
+                continue
+            at = AnswerTable(version, mode, row_kind="mode" if by_mode else "profile")
+            row_of = (lambda e: e.axis("mode")) if by_mode else (lambda e: e.axis("profile"))
+            order = modes if by_mode else profiles
             at.columns = sorted({(e.axis("pool"), e.axis("broker")) for e in entries}, key=lambda c: (
                 pools.index(c[0]) if c[0] in pools else 99, brokers.index(c[1]) if c[1] in brokers else 99, c))
-            at.rows = sorted({e.axis("profile") for e in entries},
-                             key=lambda p: (profiles.index(p) if p in profiles else 99, p))
+            at.rows = sorted({row_of(e) for e in entries}, key=lambda p: (order.index(p) if p in order else 99, p))
             for entry in sorted(entries, key=lambda e: e.record.started_at):
                 text, note = words(entry)
                 number = 0
@@ -197,7 +205,7 @@ def answer_tables(table: ScenarioTable, versions: list[str]) -> list[AnswerTable
                     if note not in at.notes:
                         at.notes.append(note)
                     number = at.notes.index(note) + 1
-                key = (entry.axis("profile"), (entry.axis("pool"), entry.axis("broker")))
+                key = (row_of(entry), (entry.axis("pool"), entry.axis("broker")))
                 at.cells.setdefault(key, []).append(AnswerCell(entry, text, number))
             at.scaled = scaled(entries)
             out.append(at)
@@ -230,7 +238,7 @@ def what_to_use(report: Report, version: str) -> list[dict[str, Any]]:
     return rows
 
 
-def top_findings(report: Report, n: int = 8) -> list[dict[str, Any]]:
+def top_findings(report: Report, n: int = 10) -> list[dict[str, Any]]:
     """The worst and most frequent (scenario, verdict, signature) groups of non-pass findings."""
     groups: dict[tuple[str, str, str], list[Entry]] = {}
     for entry in report.entries:
@@ -238,7 +246,12 @@ def top_findings(report: Report, n: int = 8) -> list[dict[str, Any]]:
             if is_finding(f["verdict"]) and f["verdict"] != "pass":
                 groups.setdefault((entry.axis("scenario"), f["verdict"], f["signature"] or ""), []).append(entry)
     ranked = sorted(groups.items(), key=lambda kv: (severity(kv[0][1]), -len(kv[1]), kv[0]))
+    chosen, per_scenario = [], Counter()
+    for key, entries in ranked:   # the worst first, at most two per scenario so every scenario is heard
+        if per_scenario[key[0]] < 2:
+            chosen.append((key, entries))
+            per_scenario[key[0]] += 1
     return [{"scenario": k[0], "verdict": k[1], "signature": k[2], "entries": v,
              "versions": sorted({e.axis("celery") for e in v}, key=version_key),
              "title": describe(k[2]).get("title", "") if k[2] else v[0].record.outcome.summary}
-            for k, v in ranked[:n]]
+            for k, v in chosen[:n]]

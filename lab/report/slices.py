@@ -30,6 +30,7 @@ class Row:
     n: int = 0
     entries: list[Entry] = field(default_factory=list)
     deps: dict[str, str] = field(default_factory=dict)
+    others: list[str] = field(default_factory=list)   # other signatures the same cells showed
 
     @property
     def interval(self) -> tuple[float, float]:
@@ -98,5 +99,6 @@ def signature_slices(name: str, entries: list[Entry]) -> list[Slice]:
             row.entries.append(entry)
             row.deps = {d: str(entry.record.versions.get(d, "")) for d in DEPENDENCIES
                         if entry.record.versions.get(d)}
+            row.others += [n for n in entry.signatures if n != name and n not in row.others]
         out.append(Slice(key, sorted(rows.values(), key=lambda r: version_key(r.version))))
     return out
