@@ -72,6 +72,7 @@ def settings_of(profile: str) -> list[tuple[str, str]]:
 
 
 def caveat_of(profile: str) -> str:
+    """The parenthesised caveat of a profile's catalog description ("" if none)."""
     description = str((catalog.PROFILES.get(profile) or {}).get("description", ""))
     return description[description.index("(") + 1:description.rindex(")")] if "(" in description else ""
 
@@ -137,6 +138,7 @@ def scaled(entries: list[Entry]) -> list[tuple[str, str, str]]:
 
 
 def answer_versions(report: Report, wanted: list[str] | None = None) -> list[str]:
+    """The versions the answer view shows, newest first (see the module contract)."""
     tested = {e.axis("celery") for e in report.entries}
     if wanted:
         return [v for v in wanted if v in tested]
@@ -149,6 +151,7 @@ def answer_versions(report: Report, wanted: list[str] | None = None) -> list[str
 
 
 def production_version(report: Report) -> str:
+    """The Celery version with the most cells in the report (ties: the newer)."""
     counts = Counter(e.axis("celery") for e in report.entries)
     return max(counts, key=lambda v: (counts[v], version_key(v))) if counts else ""
 

@@ -145,6 +145,8 @@ def _faults(entry: Entry) -> list[tuple[float, str, str]]:
 
 
 def rate_commands(entry: Entry, versions: list[str]) -> list[str]:
+    """`lab triage` for the cell's exact slice (k/n over 20 attempts), plus `lab bisect` between the
+    oldest tested release and this one when the cell has a failure signature."""
     base = (f"lab triage {entry.axis('scenario')} --celery {entry.axis('celery')} --pool {entry.axis('pool')} "
             f"--broker {entry.axis('broker')} --backend {entry.axis('backend') or 'auto'} "
             f"--profile {entry.axis('profile')} --mode {entry.axis('mode')} -n 20")

@@ -82,6 +82,7 @@ def _attempts(entry: Entry, name: str) -> tuple[int, int]:
 
 
 def signature_slices(name: str, entries: list[Entry]) -> list[Slice]:
+    """The slices where `name` was seen, each with one Row per Celery version that ran it."""
     by_key: dict[tuple[str, ...], list[Entry]] = {}
     for entry in entries:
         if entry.verdict.value in ("error", "setup-failed", "n/a"):
