@@ -25,15 +25,20 @@ class Signature:
     exc_type: str = ""   # the exception it is; an Unrecoverable error of another type is not folded in
     related: tuple[str, ...] = ()   # other signature names (or name prefixes) of the same defect
     fix_url: str = ""    # a merged upstream fix, when one is known (its release may not be)
+    note: str = ""       # what the fix covers, where known
 
 
 KNOWN = [
     Signature("sentinel-poll-attributeerror",
               "AttributeError: 'ForkProcess' object has no attribute '_sentinel_poll' during shutdown",
               r"AttributeError: 'ForkProcess' object has no attribute '_sentinel_poll'",
-              "https://github.com/celery/celery/issues/10084", exc_type="AttributeError",
+              "https://github.com/celery/celery/issues/10084",
+              fixed_in="5.6.3", exc_type="AttributeError",
               related=("unrecoverable:TypeError@asynpool.py:_track_child_process",),
-              fix_url="https://github.com/celery/celery/pull/10086"),
+              fix_url="https://github.com/celery/celery/pull/10086",
+              note=("5.6.3 (PR #10086, on the v5.6.x branch) guards the attribute in _untrack_child_process; "
+                    "5.6.3 was not in the reference run. On 5.7.0 the same race fails in _track_child_process "
+                    "instead (the related TypeError).")),
     Signature("verify-process-alive-assertion",
               "AssertionError in verify_process_alive (fd reuse while children are replaced)",
               r"verify_process_alive[\s\S]{0,400}?AssertionError|assert proc\.outqR_fd in hub\.readers",
@@ -224,16 +229,16 @@ FAMILIES: list[tuple[str, str]] = [   # (name prefix, title template; {rest} is 
 
 
 def describe(name: str | None) -> dict:
-    """Metadata for a signature name: {"name", "title", "issue_url", "fix_url", "fixed_in",
+    """Metadata for a signature name: {"name", "title", "issue_url", "fix_url", "fixed_in", "note",
     "related", "pattern", "known"}; every name gets a title (a family's, or the name itself)."""
     if not name:
         return {}
     out = {"name": name, "title": "", "issue_url": "", "fix_url": "", "fixed_in": "", "related": (),
-           "pattern": "", "known": False}
+           "pattern": "", "known": False, "note": ""}
     known = next((s for s in KNOWN if s.name == name), None)
     if known:
         out.update(title=known.title, issue_url=known.issue_url, fix_url=known.fix_url, fixed_in=known.fixed_in,
-                   related=known.related, pattern=known.pattern, known=True)
+                   related=known.related, pattern=known.pattern, known=True, note=known.note)
     elif name in BEHAVIOUR:
         out.update(BEHAVIOUR[name], known=True)
     else:

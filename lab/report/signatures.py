@@ -3,8 +3,8 @@
 Contract: the one registry is `lab.signatures` (titles, upstream issue, fix,
 fixed-in release, related signatures); `info(name, extra)` returns its
 `describe(name)` merged with per-call `extra` metadata, with every key the
-templates read ("title", "issue_url", "fix_url", "fixed_in", "related",
-"pattern"). `SIGNATURES` is the registry's named entries, for callers that
+templates read ("title", "issue_url", "fix_url", "fixed_in", "note",
+"related", "pattern"). `SIGNATURES` is the registry's named entries, for callers that
 list what is known. `highlight()` returns markup that is safe to embed: every
 character of the input is escaped and only the `<mark>` wrappers it adds are
 raw HTML. Standard library and MarkupSafe (a Jinja2 dependency) only.
@@ -31,7 +31,7 @@ def info(name: str | None, extra: dict[str, dict[str, Any]] | None = None) -> di
         return {}
     merged = dict(registry.describe(name))
     merged.update((extra or {}).get(name, {}))
-    for key in ("title", "issue_url", "fix_url", "fixed_in", "pattern"):
+    for key in ("title", "issue_url", "fix_url", "fixed_in", "pattern", "note"):
         merged[key] = merged.get(key) or ""
     merged["related"] = list(merged.get("related") or ())
     return merged
