@@ -181,6 +181,7 @@ BEHAVIOUR: dict[str, dict[str, str | tuple[str, ...]]] = {
                   "when the visibility timeout expires (broker_transport_options visibility_timeout; "
                   "Redis transport default 3600 s, scaled to 20 s in the lab)"),
         "issue_url": "https://github.com/celery/celery/issues/4984",
+        "note": "#4984: a killed acks_late worker's task comes back only after the visibility timeout (1 h)",
         "related": ("unacked-task-parked",)},
     "unacked-task-parked": {
         "title": "A never-acknowledged task left in Redis's unacked hash by the exited worker "
@@ -190,6 +191,8 @@ BEHAVIOUR: dict[str, dict[str, str | tuple[str, ...]]] = {
     "chord-unlock-polls-forever": {
         "title": "celery.chord_unlock retries forever (max_retries=None) when a chord member never completes",
         "issue_url": "https://github.com/celery/celery/issues/9674",
+        "note": ("#9674 reports the same endless chord_unlock retry (max_retries=None) for a failed task in "
+                 "nested chains; here a member message is gone"),
         "related": ("chord-join-counter-open",)},
     "chord-join-counter-open": {
         "title": "A chord's join counter stays below its size and nothing polls: the body never runs "
