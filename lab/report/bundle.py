@@ -71,16 +71,15 @@ import signal
 import sys
 import time
 
-from celery import chord
+from celery import chord, group
 
-from app import app, collect, member
+from app import app, collect, member, sleep
 
 FAULTS = {faults}   # (seconds after the workload was sent, signal, target) as recorded
 
 master = int(sys.argv[1]) if len(sys.argv) > 1 else None
 started = time.monotonic()
-result = chord([member.s(i, {long_s} if i == 0 else 0.2) for i in range(3)])(collect.s())
-print("chord sent", result.id, flush=True)
+{workload}
 for offset, name, target in FAULTS:
     time.sleep(max(0.0, started + offset - time.monotonic()))
     if master is None:
@@ -93,9 +92,9 @@ for offset, name, target in FAULTS:
         os.kill(master, sig)
     print(f"t+{{offset:.1f}}s: sent {{name}} to {{target}}", flush=True)
 try:
-    print("callback result:", result.get(timeout={window}), "after", round(time.monotonic() - started, 1), "s")
+    print("result:", result.get(timeout={window}), "after", round(time.monotonic() - started, 1), "s")
 except Exception as exc:  # noqa: BLE001 - the repro reports what happened
-    print("no callback within {window} s:", type(exc).__name__, exc)
+    print("no result within {window} s:", type(exc).__name__, exc)
 '''
 
 
@@ -140,8 +139,18 @@ def _faults(entry: Entry) -> list[tuple[float, str, str]]:
     faults = [f for f in entry.record.faults or [] if isinstance(f, dict) and isinstance(f.get("mono"), (int, float))]
     starts = [f["mono"] for f in faults if f.get("kind") == "start"]
     t0 = min(starts) if starts else (min((f["mono"] for f in faults), default=0.0))
-    return [(round(f["mono"] - t0, 2), str(f.get("signal")), str(f.get("target") or "master"))
-            for f in faults if f.get("kind") in ("signal", "kill") and f.get("signal")]
+    out = [(round(f["mono"] - t0, 2), str(f.get("signal")), str(f.get("target") or "master"))
+           for f in faults if f.get("kind") in ("signal", "kill") and f.get("signal")]
+    for event in entry.record.journal or []:   # signals a hook sent from inside the master
+        if isinstance(event, dict) and event.get("event") == "race_inject" and isinstance(event.get("mono"), (int, float)):
+            name = str(event.get("signal") or "")
+            out.append((round(event["mono"] - t0, 2), name if name.startswith("SIG") else f"SIG{name}", "master"))
+    return sorted(out)
+
+
+def _hooked(entry: Entry) -> list[str]:
+    return sorted({str(e.get("point")) for e in entry.record.journal or []
+                   if isinstance(e, dict) and e.get("event") == "race_inject"})
 
 
 def rate_commands(entry: Entry, versions: list[str]) -> list[str]:
@@ -175,10 +184,16 @@ def write_bundle(entry: Entry, out_dir: Path, versions: list[str] | None = None)
         "app.py": APP.format(settings=json.dumps(settings, indent=4, sort_keys=True).replace(
             "true", "True").replace("false", "False").replace("null", "None")),
         "worker.sh": "#!/bin/sh\n# the worker command line the cell ran (pool, concurrency, flags), portable\n"
+                     + 'cd "$(dirname "$0")"\n'
                      + "".join(f"export {e}\n" for kind, e in settings_of(entry.axis("profile")) if kind == "env")
-                     + f"pip install 'celery=={entry.axis('celery')}'  # once; plus the broker client\n"
-                     + "exec " + " ".join(shlex.quote(a) for a in argv) + " &\necho \"worker master pid $!\"\nwait\n",
-        "trigger.py": TRIGGER.format(faults=repr(_faults(entry)), long_s=long_s, window=window),
+                     + f"# once: pip install 'celery=={entry.axis('celery')}' plus the broker's client (redis, sqlalchemy...)\n"
+                     + " ".join(shlex.quote(a) for a in argv) + " &\necho \"worker master pid $!\"\nwait\n",
+        "trigger.py": TRIGGER.format(faults=repr(_faults(entry)), window=window, workload=(
+            "result = group(sleep.s(0.01, f'flood-{i}') for i in range(400)).apply_async()  # keeps children "
+            "being replaced (--max-tasks-per-child=1)\nprint('flood sent', flush=True)"
+            if entry.axis("scenario") == "shutdown-race" else
+            f"result = chord([member.s(i, {long_s} if i == 0 else 0.2) for i in range(3)])(collect.s())\n"
+            "print('chord sent', result.id, flush=True)")),
         "rate.sh": "#!/bin/sh\n# measure the rate (k/n, Wilson interval) from a lab checkout's root\n"
                    + "\n".join(rate_commands(entry, versions or [])) + "\n",
     }
@@ -194,7 +209,11 @@ def write_bundle(entry: Entry, out_dir: Path, versions: list[str] | None = None)
         "## Run it\n\n1. Start a broker on 127.0.0.1 (or set BROKER_URL / RESULT_BACKEND).\n"
         "2. `sh worker.sh` (prints the master pid).\n3. `python trigger.py <master pid>`: sends a chord of three "
         "(one long member) and replays the recorded signals at their recorded offsets.\n\n"
-        "The lab's scenario also starts a replacement worker, snapshots the broker and judges from a task "
+        + (f"The lab sent the signal from *inside* the master at pool point(s) {', '.join(_hooked(entry))} "
+           "(a worker_before_create_process hook, lab/app/race_hooks.py); trigger.py sends it from outside "
+           "at the recorded offset, which only approximates that timing: use rate.sh for the real rate.\n\n"
+           if _hooked(entry) else "")
+        + "The lab's scenario also starts a replacement worker, snapshots the broker and judges from a task "
         "ledger; this bundle only reproduces the shape. To measure the rate in a lab checkout:\n\n"
         "```sh\n" + "\n".join(rate_commands(entry, versions or [])) + "\n```\n")
     for name, text in files.items():

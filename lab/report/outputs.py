@@ -197,7 +197,7 @@ def summary_md(report: Report, diff: Diff | None = None) -> str:
     runs = ", ".join(f"{md_code(r.run_id)}" for r in report.runs) or "(no run)"
     lines = [f"## Celery lifecycle lab: {runs}", ""]
     if diff is not None:
-        lines += _changes_md(diff) + [""]
+        lines += _changes_md(diff) + ([""] if lines and _changes_md(diff)[-1] != "" else [])
     else:
         lines += ["No baseline was given: nothing to compare (`lab report --baseline previous|DIR`).", ""]
     for run in report.runs:
