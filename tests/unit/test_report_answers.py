@@ -237,3 +237,28 @@ def test_repeated_cell_shows_every_attempt_labelled(tmp_path):
     assert "attempt 1: hang shutdown-hang" in page and "attempt 2: pass" in page
     assert page.count('<svg class="timeline"') == 2
     assert "attempt_records" not in page
+
+
+def test_repro_bundle_is_generated_from_the_record_and_runs_without_the_lab(tmp_path):
+    record = _record(scenario="shutdown-race", celery="5.6.2", profile="term-remap-quit", mode="targeted")
+    record.outcome = Outcome(Verdict.BUG, "crash", "sentinel-poll-attributeerror")
+    record.environment = {"workers": [{"argv": ["env", "--default-signal", "/work/main/.nox/c/bin/python", "-m",
+                                                "celery", "-A", "lab.app.celery_app", "worker", "-P", "prefork",
+                                                "-n", "w@lab", "-Q", "lab.q", "--max-tasks-per-child=1"]}]}
+    record.faults = [{"kind": "start", "mono": 10.0}]
+    record.journal = [{"event": "race_inject", "signal": "QUIT", "point": "up", "pid": 5, "mono": 12.5}]
+    (tmp_path / "run").mkdir()
+    append_record(tmp_path / "run", record)
+    index = build_report([tmp_path / "run"], tmp_path / "out")
+    bundle = next((index.parent / "repro").iterdir())
+    files = {p.name: p.read_text() for p in bundle.iterdir()}
+    assert set(files) == {"README.md", "app.py", "worker.sh", "trigger.py", "rate.sh"}
+    assert "celery -A app worker -P prefork --max-tasks-per-child=1 &" in files["worker.sh"]
+    assert "export REMAP_SIGTERM=SIGQUIT" in files["worker.sh"] and "/work/main" not in files["worker.sh"]
+    assert "(2.5, 'SIGQUIT', 'master')" in files["trigger.py"] and "inside* the master" in files["README.md"]
+    assert "lab triage shutdown-race --celery 5.6.2" in files["rate.sh"] and "lab bisect" in files["rate.sh"]
+    assert "import lab" not in files["app.py"] + files["trigger.py"]
+    for name in ("app.py", "trigger.py"):
+        compile(files[name], name, "exec")
+    page = next((index.parent / "cells").glob("*.html")).read_text()
+    assert f'href="../repro/{bundle.name}/README.md"' in page
