@@ -118,11 +118,6 @@ class TableCell:
         """Every finding ('verdict:signature') of the cell's records: what flips compare."""
         return frozenset().union(*(finding_keys(e.record) for e in self.entries))
 
-    @property
-    def findings(self) -> frozenset[str]:
-        """Every finding ('verdict:signature') of the cell's records: what flips compare."""
-        return frozenset().union(*(e.record.outcome.finding_keys() for e in self.entries))
-
 
 @dataclass
 class Flip:

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from lab.report import build_report
 from lab.report.answer import settings_of, words
-from lab.report.diff import compare, previous_run
+from lab.report.diff import previous_run
 from lab.report.portable import link_if_exists, portable_command
 from lab.report.style import STYLES, style
 from lab.report.timeline import layout
-from lab.results import append_record, read_records
+from lab.results import append_record
 from lab.verdict import Outcome, Verdict
 
 ROOT = Path(__file__).resolve().parents[2]
