@@ -44,6 +44,9 @@ SCALED = {   # metric -> (what it is, the unscaled default it stands for)
     "grace_s": ("eviction grace (SIGTERM → SIGKILL)", "terminationGracePeriodSeconds {production_grace_s:.0f} s"),
     "unlock_interval_s": ("chord_unlock poll interval", "Celery default 1 s (not scaled)"),
 }
+MODE_SCALED = {   # mode -> (what the lab set, what it stands for)
+    "slow-start": ("worker_proc_alive_timeout 1 s", "Celery default 4 s"),
+}
 PROFILE_SCALED = {
     "retry-on-worker-lost": ("default_retry_delay 1 s", "Celery default 180 s"),
     "soft-shutdown": ("worker_soft_shutdown_timeout 3 s", "set per deployment (Celery default 0: off)"),
@@ -130,6 +133,10 @@ def scaled(entries: list[Entry]) -> list[tuple[str, str, str]]:
             if value is not None and name not in out:
                 grace = _num(metrics, "production_grace_s") or 60.0
                 out[name] = (what, f"{value:g} s", stands.format(production_grace_s=grace))
+        mode = entry.axis("mode")
+        if mode in MODE_SCALED and MODE_SCALED[mode][0] not in out:
+            used, stands = MODE_SCALED[mode]
+            out[used] = (f"mode {mode}", used, stands)
         profile = entry.axis("profile")
         if profile in PROFILE_SCALED and PROFILE_SCALED[profile][0] not in out:
             used, stands = PROFILE_SCALED[profile]
