@@ -141,6 +141,10 @@ def layout(journal: list[dict[str, Any]], faults: list[dict[str, Any]],
     hooks = [dict(kind="hook", signal=f"SIG{e['signal']}" if not str(e.get("signal", "")).startswith("SIG")
                   else e["signal"], target=f"master (hook {e.get('point', '')})", pid=e.get("pid"), mono=e["mono"])
              for e in journal if e.get("event") == "race_inject" and e.get("signal") and _num(e.get("mono")) is not None]
+    hooks += [dict(kind="hook", signal="SIGKILL", target=f"child {e['kill_child']} (hook)", pid=e["kill_child"],
+                   mono=e["mono"])
+              for e in journal if e.get("event") == "race_inject" and isinstance(e.get("kill_child"), int)
+              and not isinstance(e.get("kill_child"), bool) and _num(e.get("mono")) is not None]
     stamps = [m for m in (_num(e.get("mono")) for e in journal + faults) if m is not None]
     if not stamps:
         tl.rows = [_row(e, "journal", None) for e in journal] + [_row(f, "fault", None) for f in faults]
