@@ -35,7 +35,9 @@ WARM_SLACK_S = 10.0   # warm: exit within what is left of the running tasks + th
 
 PLANS: dict[str, dict[str, Any]] = {
     "term": {"signals": ["SIGTERM"], "semantics": "warm"},
-    "int": {"signals": ["SIGINT"], "semantics": "warm"},
+    # SIGINT's warm shutdown exits EX_FAILURE (1) by design: celery/apps/worker.py
+    # install_worker_int_handler(..., exitcode=EX_FAILURE), every 5.x release
+    "int": {"signals": ["SIGINT"], "semantics": "warm", "exit_code": 1},
     "quit": {"signals": ["SIGQUIT"], "semantics": "cold"},
     "term-term": {"signals": ["SIGTERM", "SIGTERM"], "semantics": "warm"},
     "term-quit": {"signals": ["SIGTERM", "SIGQUIT"], "semantics": "cold", "cold_index": 1},
@@ -44,7 +46,7 @@ PLANS: dict[str, dict[str, Any]] = {
 }
 PLAN_TEXT = {
     "term": "SIGTERM: warm shutdown",
-    "int": "SIGINT once: warm shutdown",
+    "int": "SIGINT once: warm shutdown (exit 1, EX_FAILURE, by design)",
     "quit": "SIGQUIT: cold shutdown",
     "term-term": "SIGTERM twice (1 s apart): the second is ignored, warm shutdown",
     "term-quit": "SIGTERM, then SIGQUIT 1 s later: warm escalated to cold",
@@ -261,9 +263,10 @@ def _judge_warm(obs, tasks, acks_late, exit_s, lines, log, deviate) -> None:
         deviate("warm-cut-running-task", Verdict.LOST if lost_cut and not acks_late else Verdict.BUG,
                 f"warm shutdown did not let running task(s) finish: {_fmt(tasks['cut'])}"
                 + (f" (lost: {_fmt(lost_cut)})" if lost_cut else " (redelivered)"))
-    if obs.get("exit_code") not in (None, 0) and not obs.get("exit_signal"):
+    expected = PLANS[obs["plan"]].get("exit_code", 0)
+    if obs.get("exit_code") not in (None, expected) and not obs.get("exit_signal"):
         deviate(f"warm-exit-code:{obs['exit_code']}", Verdict.BUG,
-                f"warm shutdown ({obs['plan']}) exited {obs['exit_code']}, not 0", log)
+                f"warm shutdown ({obs['plan']}) exited {obs['exit_code']}, not {expected}", log)
     if exit_s is not None and exit_s > LONG_S - SIGNAL_AFTER_S + WARM_SLACK_S:
         deviate("warm-slow-exit", Verdict.STALL, f"warm shutdown took {exit_s:.1f}s for tasks "
                 f"with ~{LONG_S - SIGNAL_AFTER_S:.0f}s left")

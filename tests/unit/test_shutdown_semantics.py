@@ -51,8 +51,15 @@ def test_warm_as_documented_is_pass():
 
 
 def test_warm_with_exit_1_is_a_finding():
-    out = judge(run("int", exit_code=1))
+    out = judge(run("term", exit_code=1))
     assert out.verdict == Verdict.BUG and out.signature == "warm-exit-code:1"
+
+
+def test_sigint_exits_1_by_design():
+    """celery/apps/worker.py: install_worker_int_handler(..., exitcode=EX_FAILURE)."""
+    assert judge(run("int", exit_code=1)).verdict == Verdict.PASS
+    out = judge(run("int", exit_code=0))
+    assert out.verdict == Verdict.BUG and out.signature == "warm-exit-code:0"
 
 
 def test_task_started_after_the_signal():
