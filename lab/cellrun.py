@@ -101,13 +101,19 @@ def run_cell(spec: dict) -> ResultRecord:
     cell_dir.mkdir(parents=True, exist_ok=True)
     scenario = scenarios.get(cell.scenario)
     started, t0 = time.time(), time.monotonic()
-    outcomes, last_ctx = [], None
+    outcomes, last_ctx, attempts = [], None, []
     for attempt in range(1, cell.repeats + 1):
         outcome, last_ctx = run_attempt(scenario, cell, spec, attempt, cell_dir)
         outcomes.append(outcome)
+        if cell.repeats > 1:   # every attempt's timeline, so the report can draw each (issue 14)
+            attempts.append({"attempt": attempt, "verdict": outcome.verdict.value, "signature": outcome.signature,
+                             "journal": last_ctx.events()[:MAX_JOURNAL_EVENTS // cell.repeats],
+                             "faults": last_ctx.faults()})
         if not outcome.verdict.ran:  # n/a, setup-failed, error: further attempts would say the same
             break
     final = aggregate(outcomes)
+    if len(attempts) > 1:
+        final.metrics["attempt_records"] = attempts
     notes = last_ctx.notes if last_ctx else []
     logs = {}
     if last_ctx:
