@@ -139,7 +139,8 @@ def _cells_session(version: str):
                         f"pip install celery=={version} failed: {exc}")
             return
         only = [a for cell_id in args.only for a in ("--only", cell_id)]
-        session.run("lab", "run-cells", "--run-dir", args.run_dir, "--celery", version, *only)
+        session.run("lab", "run-cells", "--run-dir", args.run_dir, "--celery", version, "--die-with-parent",
+                    *only)
 
     cells.__doc__ = f"Run the planned cells of Celery {version} in its own venv (driven by matrix)."
     return cells

@@ -134,19 +134,23 @@ def plan(matrix_name: str, run_id: str | None, reports: Path, only_celery: tuple
 @click.option("--celery", default=None, help="Only cells of this Celery version (the installed one).")
 @click.option("--only", multiple=True, help="Only these cell ids.")
 @click.option("--lanes", type=int, default=None, help="Parallel cells (default: the matrix's lanes).")
-def run_cells_cmd(run_dir: Path, celery: str | None, only: tuple[str, ...], lanes: int | None) -> None:
+@click.option("--die-with-parent", is_flag=True,
+              help="Stop as on SIGTERM when the parent process (nox) dies; the noxfile sets it.")
+def run_cells_cmd(run_dir: Path, celery: str | None, only: tuple[str, ...], lanes: int | None,
+                  die_with_parent: bool) -> None:
     """Run planned cells inside the current (Celery) environment."""
     import signal
     from importlib import metadata
 
-    from lab.lifetime import die_with_parent
+    from lab import lifetime
     from lab.resume import RunnerBusy, resume_command
     from lab.runner import run_cells
 
     installed = metadata.version("celery")
     if celery and celery != installed:
         _fail(f"--celery {celery} but this environment has celery {installed}")
-    die_with_parent(signal.SIGTERM)  # nox (or a shell) killed: stop the cells, keep the records
+    if die_with_parent:  # nox killed: stop the cells, keep the records (a nohup'd runner is not tied)
+        lifetime.die_with_parent(signal.SIGTERM)
     try:
         run_cells(run_dir, celery or installed, list(only), lanes)
     except RunnerBusy as exc:
