@@ -8,6 +8,7 @@ import os
 import subprocess
 
 import psutil
+import pytest
 from click.testing import CliRunner
 
 from lab.cli import main
@@ -72,3 +73,19 @@ def test_temp_dirs_name_their_owner_and_are_stale_once_it_is_gone(tmp_path, monk
     result = CliRunner().invoke(main, ["cleanup", "--reports", info["scope"]])
     assert result.exit_code == 0 and not dead.exists() and not reused.exists()
     assert live.exists() and (tmp_path / "lab-services-old").exists()
+
+
+def test_all_widens_to_every_lab_process_and_check_still_kills_nothing(monkeypatch, tmp_path):
+    """--all selects through find_all_owned (never run for real here: it would reach other labs)."""
+    import lab.reaper as reaper
+    fake = sleeper("someone-else", "/elsewhere")
+    try:
+        monkeypatch.setattr(reaper, "find_all_owned", lambda: [psutil.Process(fake.pid)])
+        monkeypatch.setattr(reaper, "stale_temp_dirs", lambda **kw: [])
+        monkeypatch.setattr(reaper, "kill_tree", lambda procs: pytest.fail("--check killed"))
+        result = CliRunner().invoke(main, ["cleanup", "--all", "--check"])
+        assert result.exit_code == 1 and f"left running: pid {fake.pid}" in result.output
+        assert "left in the machine (nothing was killed)" in result.output and fake.poll() is None
+    finally:
+        fake.kill()
+        fake.wait(5)
