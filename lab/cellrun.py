@@ -25,6 +25,7 @@ from lab.matrix import Cell
 from lab.reaper import REAPER
 from lab.results import ResultRecord, append_record
 from lab.scenarios.base import CellContext
+from lab.sides import setup_failed_outcome, transport_probe
 from lab.verdict import Outcome, Verdict, aggregate
 from lab.worker import WorkerCannotRun
 
@@ -89,20 +90,24 @@ def run_cell(spec: dict) -> ResultRecord:
     cell_dir.mkdir(parents=True, exist_ok=True)
     scenario = scenarios.get(cell.scenario)
     started, t0 = time.time(), time.monotonic()
-    outcomes, last_ctx = [], None
-    for attempt in range(1, cell.repeats + 1):
+    outcomes, last_ctx, ready = [], None, []
+    problem = transport_probe(spec["broker_url"], spec.get("backend_url", ""))
+    for attempt in range(1, cell.repeats + 1 if not problem else 1):
         outcome, last_ctx = run_attempt(scenario, cell, spec, attempt, cell_dir)
         outcomes.append(outcome)
+        ready.append(any(e.get("event") == "worker_ready" for e in last_ctx.events()))
         if outcome.verdict in (Verdict.NA, Verdict.ERROR):
             break
-    final = aggregate(outcomes)
+    final = aggregate(outcomes) if not problem else setup_failed_outcome(
+        f"the scenario never ran: {problem}"[:300], {"import_error": problem})
     notes = last_ctx.notes if last_ctx else []
     logs = {}
     if last_ctx:
         for worker in last_ctx.workers:
             logs[worker.name] = str(worker.log_path.relative_to(run_dir))
         logs["journal"] = str(last_ctx.journal.relative_to(run_dir))
-    environment = {"services": spec.get("services", {}), "notes": notes,
+    environment = {"services": spec.get("services", {}), "notes": notes, "attempts_ready": ready,
+                   "set": spec.get("set", ""),
                    "workers": [w.environment for w in (last_ctx.workers if last_ctx else [])]}
     return ResultRecord(
         run_id=spec["run_id"], cell_id=cell.cell_id, cell=cell.to_dict(), outcome=final,

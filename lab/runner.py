@@ -24,7 +24,7 @@ from pathlib import Path
 
 from lab import __version__, hostinfo
 from lab.matrix import Cell
-from lab.plan import cell_estimate, load_plan, plan_cells, rerun_command
+from lab.plan import cell_estimate, load_plan, plan_cells, rerun_command, set_of
 from lab.progress import Progress
 from lab.reaper import OWNER_ENV, Reaper, child_token, kill_owned, owner_token
 from lab.results import ResultRecord, append_record, read_records
@@ -94,7 +94,7 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str) 
             "namespace": namespace, "profile": profile, "services": services.describe(),
             "server_versions": {"broker_server": f"{services.broker.kind} {services.broker.version}",
                                 "backend_server": f"{services.backend.kind} {services.backend.version}"},
-            "rerun": rerun_command(plan, cell)}
+            "rerun": rerun_command(plan, cell), "set": set_of(plan, cell)}
     spec_path = cell_dir / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=2))
     cell_token = child_token(token, namespace)
@@ -137,12 +137,12 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str) 
 
 
 def run_cells(run_dir: Path, celery: str | None = None, only: list[str] | None = None,
-              lanes: int | None = None) -> list[ResultRecord]:
+              lanes: int | None = None, set_key: str | None = None) -> list[ResultRecord]:
     run_dir = Path(run_dir).resolve()
     plan = load_plan(run_dir)
     existing = list(read_records([run_dir]))
     done = {r.cell_id for r in existing}
-    cells = [c for c in plan_cells(plan, celery) if c.cell_id not in done
+    cells = [c for c in plan_cells(plan, celery, set_key) if c.cell_id not in done
              and (not only or c.cell_id in only)]
     lanes = lanes or int(plan.get("lanes", 2))
     total = len(plan["cells"]) if not only else len(cells) + len(existing)

@@ -53,6 +53,11 @@ class Entry:
     record: ResultRecord
     run: RunInfo
     slug: str = ""
+    deps_differ: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (this, common)
+
+    @property
+    def versions_text(self) -> str:
+        return versions_text(self.record)
 
     @property
     def cell(self) -> dict[str, Any]:
@@ -200,3 +205,33 @@ def key_figure(record: ResultRecord) -> str:
         if rate.get("verdict") == outcome.verdict.value and rate.get("signature") == outcome.signature:
             return f"{rate.get('k')}/{rate.get('n')}"
     return ""
+
+
+VERSION_KEYS = ("python", "kombu", "billiard", "redis", "amqp", "vine", "gevent", "eventlet", "sqlalchemy")
+
+
+def versions_text(record: ResultRecord) -> str:
+    """'python 3.11.7 · kombu 5.6.2 · billiard 4.2.4 …' from record.versions (what really ran)."""
+    versions = record.versions or {}
+    return " · ".join(f"{k} {versions[k]}" for k in VERSION_KEYS
+                      if versions.get(k) and versions[k] != "not installed")
+
+
+def mark_version_deviations(entries: list[Entry]) -> None:
+    """Set each entry's `deps_differ`: the packages whose version differs from the most common one
+    among the records of the same Celery version (the run's common set), as name -> (this, common).
+    Records without versions (e.g. a set that never installed) are not compared."""
+    groups: dict[str, list[Entry]] = {}
+    for entry in entries:
+        if entry.record.versions:
+            groups.setdefault(entry.axis("celery"), []).append(entry)
+    for group in groups.values():
+        for key in VERSION_KEYS:
+            values = Counter(e.record.versions.get(key) for e in group if e.record.versions.get(key))
+            if len(values) < 2:
+                continue
+            common = values.most_common(1)[0][0]
+            for entry in group:
+                have = entry.record.versions.get(key)
+                if have and have != common:
+                    entry.deps_differ[key] = (str(have), str(common))
