@@ -121,8 +121,8 @@ def run_sets_cmd(run_dir: Path | None, matrix_name: str | None, set_keys: tuple[
         write_plan(run_dir, make_plan(matrix, run_id))
         click.echo(f"run dir: {run_dir}")
     try:
-        for line in run_sets(run_dir, list(set_keys), list(only)):
-            click.echo(line)
+        lines = run_sets(run_dir, list(set_keys), list(only))
+        click.echo(f"{len(lines)} dependency set(s) done in {run_dir}")
     except KeyError as exc:
         _fail(str(exc.args[0]))
     except KeyboardInterrupt:

@@ -124,8 +124,9 @@ def record_setup_failure(run_dir: Path, set_key: str, summary: str, detail: str,
                                                      "requirements": "\n".join(info.get("requirements", []))})
         append_record(run_dir, ResultRecord(
             run_id=plan["run_id"], cell_id=cell.cell_id, cell=cell.to_dict(), outcome=outcome,
-            versions={"celery": cell.celery, "python": cell.python, **info.get("pins", {})},
-            environment={"set": set_key, "requirements": info.get("requirements", [])},
+            versions={},  # nothing was installed: the requested set is in environment, not here
+            environment={"set": set_key, "requested_python": cell.python,
+                         "requirements": info.get("requirements", [])},
             started_at=time.time(), rerun=rerun_command(plan, cell), lab_version=__version__))
         count += 1
     return count

@@ -25,6 +25,18 @@ from lab.results import done_cell_ids
 from lab.venvs import SetupFailed, default_root, ensure_venv
 
 
+def conflict(text: str) -> str:
+    """The line of an installer's output that names the conflict (else its last line)."""
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    for needle in ("Because", "depends on", "No matching distribution", "Could not find", "requires Python",
+                   "error:"):
+        found = [l for l in lines if needle in l and "No solution found" not in l]
+        if found:
+            text = " ".join(found[:2]) if needle == "Because" else found[0]
+            return text.replace("cause: ", "")[:300]
+    return lines[-1][:300] if lines else "(no output)"
+
+
 def sets_to_run(plan: dict, keys: Optional[List[str]] = None, only: Optional[List[str]] = None,
                 done: Optional[set] = None) -> List[str]:
     """Set keys with at least one planned, unrecorded cell (restricted to `keys` / `only` cell ids)."""
@@ -58,9 +70,9 @@ def run_sets(run_dir: Path, keys: Optional[List[str]] = None, only: Optional[Lis
             log(lines[-1])
             continue
         except SetupFailed as exc:
-            summary = f"the scenario never ran: {' '.join(depset.requirements())} could not be installed"
-            count = record_setup_failure(run_dir, key, summary[:300], str(exc))
-            lines.append(f"set {key}: {count} cell(s) setup-failed: {str(exc).splitlines()[-1][:300]}")
+            summary = f"the scenario never ran: set {key} could not be installed: {conflict(str(exc))}"
+            count = record_setup_failure(run_dir, key, summary[:400], str(exc))
+            lines.append(f"set {key}: {count} cell(s) setup-failed: {conflict(str(exc))}")
             log(lines[-1])
             continue
         log(f"set {key}: venv {venv.path} ({'created' if venv.created else 'reused'} in {venv.seconds:.1f}s, "
