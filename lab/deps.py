@@ -47,9 +47,11 @@ ERA_PINS = (
     EraPin("5.4.", (("kombu", "5.3.7"),),
            "as for 5.3.x: celery 5.4.x allows kombu>=5.3.4,<6, which resolves to kombu 5.7.0 and an "
            "unimportable Redis transport (redis-py capped below 6); kombu 5.3.7 was current at 5.4.0's release."),
-    EraPin("4.4.", (("redis", "3.5.3"), ("sqlalchemy", "1.3.24")),
-           "celery 4.4.x's [redis] extra has no upper bound, so redis-py 6 resolves, which kombu 4.6's "
-           "Redis transport predates; SQLAlchemy 2 removed APIs kombu 4.6's SQL transport uses."),
+    EraPin("4.4.", (("sqlalchemy", "1.3.24"),),
+           "celery 4.4.x's [sqlalchemy] extra has no upper bound, so SQLAlchemy 2 resolves, and kombu 4.6's "
+           "SQL transport then fails to import (`cannot import name 'relation' from 'sqlalchemy.orm'`, "
+           "observed on 4.4.7/Python 3.8); 1.3.24 is the SQLAlchemy of its era. (redis-py needs no pin: "
+           "4.4.7 with redis-py 6.1.1 passed lifecycle-smoke.)"),
 )
 
 

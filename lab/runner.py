@@ -171,6 +171,6 @@ def run_cells(run_dir: Path, celery: str | None = None, only: list[str] | None =
                   f"{run_dir / 'results.jsonl'} and a rerun resumes the rest", flush=True)
             raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True, **({"cancel_futures": True} if sys.version_info >= (3, 9) else {}))  # 3.8 venvs
             progress.close()
     return results

@@ -82,6 +82,7 @@ def run_sets(run_dir: Path, keys: Optional[List[str]] = None, only: Optional[Lis
         proc = subprocess.run(argv, env={**os.environ, "VIRTUAL_ENV": str(venv.path)})
         lines.append(f"set {key}: cells ran (exit {proc.returncode}); venv "
                      f"{'created' if venv.created else 'reused'} in {venv.seconds:.1f}s")
+        log(lines[-1])
         if proc.returncode == 130:
             raise KeyboardInterrupt
     return lines
