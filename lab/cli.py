@@ -71,7 +71,8 @@ def plan(matrix_name: str, run_id: str | None, reports: Path, only_celery: tuple
     data = make_plan(matrix, run_id)
     write_plan(run_dir, data)
     click.echo(f"matrix {matrix.name}: {len(data['cells'])} cells over {len(matrix.celery)} Celery "
-               f"version(s), {matrix.lanes} lane(s); estimated {fmt_duration(data['estimate_s'])}")
+               f"version(s) in {len(data['sets'])} dependency set(s), {matrix.lanes} lane(s); "
+               f"estimated {fmt_duration(data['estimate_s'])}")
     click.echo(f"run dir: {run_dir}")
 
 
