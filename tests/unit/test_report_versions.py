@@ -1,0 +1,27 @@
+"""The report shows each record's versions and marks cells whose dependencies differ (issue 12)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lab.report.model import Entry, RunInfo, mark_version_deviations, versions_text
+from lab.results import ResultRecord
+from lab.verdict import Outcome, Verdict
+
+
+def entry(celery: str, **versions) -> Entry:
+    record = ResultRecord(run_id="r", cell_id=f"c-{celery}-{len(versions)}", cell={"celery": celery},
+                          outcome=Outcome(Verdict.PASS), versions={"celery": celery, **versions})
+    return Entry(record, RunInfo(Path("."), "r", {}))
+
+
+def test_a_pinned_billiard_is_marked_against_the_runs_common_set():
+    common = [entry("5.6.2", python="3.11.7", billiard="4.3.2", kombu="5.7.0") for _ in range(3)]
+    pinned = entry("5.6.2", python="3.11.7", billiard="4.3.0", kombu="5.7.0")
+    older = entry("5.3.6", python="3.11.7", billiard="4.2.4", kombu="5.3.7")   # another release: not compared
+    never = entry("5.6.2")
+    never.record.versions = {}                                               # nothing installed
+    mark_version_deviations([*common, pinned, older, never])
+    assert pinned.deps_differ == {"billiard": ("4.3.0", "4.3.2")}
+    assert all(not e.deps_differ for e in [*common, older, never])
+    assert versions_text(pinned.record) == "python 3.11.7 · kombu 5.7.0 · billiard 4.3.0"
