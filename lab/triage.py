@@ -133,9 +133,10 @@ def describe(record: ResultRecord) -> list[str]:
     shown = ", ".join(f"{k} {versions[k]}" for k in ("python", "celery", *deps.DEPENDENCIES) if k in versions)
     out.append(f"  versions: {shown}")
     celery = str(record.cell.get("celery", ""))
-    for reason in deps.era_reasons(celery):
-        out.append(f"  era pins for celery {celery} ({', '.join(f'{k}=={v}' for k, v in deps.era_pins(celery).items())}): "
-                   f"{reason}")
+    applied = {k: v for k, v in deps.era_pins(celery).items() if k not in (record.cell.get("deps") or {})}
+    if applied:
+        out.append(f"  era pins for celery {celery} ({', '.join(f'{k}=={v}' for k, v in applied.items())}): "
+                   + " ".join(deps.era_reasons(celery)))
     out.append(f"  rerun: {record.rerun}")
     return out
 

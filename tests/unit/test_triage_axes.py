@@ -29,10 +29,10 @@ def spec_cell(spec: TriageSpec):
     return cell
 
 
-def record(outcomes, ready=None, scenario="shutdown-race") -> ResultRecord:
+def record(outcomes, ready=None, scenario="shutdown-race", celery="5.3.6", cell_deps=None) -> ResultRecord:
     env = {"attempts_ready": ready} if ready is not None else {}
-    return ResultRecord(run_id="r", cell_id="c", cell={"scenario": scenario}, outcome=aggregate(outcomes),
-                        environment=env)
+    return ResultRecord(run_id="r", cell_id="c", outcome=aggregate(outcomes), environment=env,
+                        cell={"scenario": scenario, "celery": celery, "deps": cell_deps or {}})
 
 
 def never_started(n=2) -> ResultRecord:
@@ -167,3 +167,26 @@ def test_index_listing_is_cached(monkeypatch, tmp_path):
     monkeypatch.setattr(pkgindex, "_ask_index", lambda name: calls.append(name) or ["4.2.4", "4.3.0"])
     assert pkgindex.list_versions("billiard") == ["4.2.4", "4.3.0"]
     assert pkgindex.list_versions("billiard") == ["4.2.4", "4.3.0"] and calls == ["billiard"]
+
+
+def test_triage_borrows_nested_profiles_and_round_trips(tmp_path):
+    source = tmp_path / "mine.toml"
+    source.write_text('[matrix]\ncelery = ["5.6.2"]\nscenarios = ["eviction"]\n\n'
+                      '[profiles.mine]\nsettings = {task_acks_late = true, task_annotations = {"lab.member" = '
+                      '{default_retry_delay = 1}}}\nenv = {X = "a \\"b\\""}\n\n[pins."5.6.2"]\nbilliard = "4.2.4"\n')
+    spec = TriageSpec("eviction", "5.6.2", profile="mine", matrix_file=str(source), pins={"kombu": "5.6.2"})
+    matrix = parse_matrix(tomllib.loads(spec.toml()), "triage.toml", "triage")
+    (cell,) = matrix.cells()
+    assert matrix.profile("mine")["settings"]["task_annotations"] == {"lab.member": {"default_retry_delay": 1}}
+    assert matrix.profile("mine")["env"] == {"X": 'a "b"'}
+    assert cell.deps == {"billiard": "4.2.4", "kombu": "5.6.2"}
+
+
+def test_triage_cli_exits_3_when_the_scenario_never_ran(monkeypatch):
+    monkeypatch.setattr("lab.triage.run_triage", lambda spec, reports: never_started())
+    result = CliRunner().invoke(main, ["triage", "shutdown-race", "--celery", "5.3.6", "-n", "2"])
+    assert result.exit_code == 3 and "THE SCENARIO NEVER RAN" in result.output
+    assert "era pins for celery 5.3.6 (kombu==5.3.7, packaging==26.3)" in result.output
+    from lab.triage import describe
+    overridden = describe(record([Outcome(Verdict.PASS)], ready=[True], cell_deps={"kombu": "unpinned"}))
+    assert any("era pins for celery 5.3.6 (packaging==26.3)" in line for line in overridden)
