@@ -68,10 +68,12 @@ def matrix(session: nox.Session) -> None:
     parser = argparse.ArgumentParser(prog="nox -s matrix --")
     parser.add_argument("--matrix", default="default")
     parser.add_argument("--celery", action="append", default=[])
+    parser.add_argument("--shard", default=None, help="run only shard I/N (see `lab plan --shards`)")
     args = parser.parse_args(session.posargs)
     _install_lab(session)
     run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     celery_args = [a for v in args.celery for a in ("--celery", v)]
+    celery_args += ["--shard", args.shard] if args.shard else []
     session.run("lab", "plan", "--matrix", args.matrix, "--run-id", run_id, "--reports", str(REPORTS),
                 *celery_args)
     run_dir = REPORTS / "runs" / run_id

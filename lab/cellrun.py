@@ -5,7 +5,8 @@ profile, paths), runs the scenario's attempts — each with a fresh worker,
 its own queue and journal —, judges each, aggregates, and appends exactly
 one ResultRecord to the run's results.jsonl. A scenario or checker that
 raises yields verdict `error` with the traceback (the lab failed, not
-Celery). A host that cannot run the configuration yields `n/a` with the
+Celery); an ImportError from outside the lab (a transport's dependency)
+yields `setup-failed`: the scenario never ran. A host that cannot run the configuration yields `n/a` with the
 reason. Workers are torn down after every attempt, also on Ctrl-C.
 """
 
@@ -23,7 +24,7 @@ from typing import Any
 from lab import __version__, hostinfo, scenarios
 from lab.matrix import Cell
 from lab.reaper import REAPER
-from lab.results import ResultRecord, append_record
+from lab.results import RECORD_FILE, ResultRecord, append_record, write_json
 from lab.scenarios.base import CellContext
 from lab.sides import setup_failed_outcome, transport_probe
 from lab.verdict import Outcome, Verdict, aggregate
@@ -52,6 +53,12 @@ def unknown_settings_reason(profile: dict[str, Any]) -> str | None:
     return None
 
 
+def setup_failure(summary: str, detail: str) -> Outcome:
+    """The scenario never ran: the installed packages could not be imported."""
+    return Outcome(Verdict.SETUP_FAILED, summary[:300], "setup:import",
+                   {"key_figure": "setup failed"}, {"traceback": detail[-4000:]})
+
+
 def run_attempt(scenario, cell: Cell, spec: dict, attempt: int, cell_dir: Path) -> tuple[Outcome, CellContext]:
     workdir = cell_dir / f"attempt-{attempt}"
     shutil.rmtree(workdir, ignore_errors=True)  # a rerun in the same run dir never reads old logs
@@ -68,6 +75,11 @@ def run_attempt(scenario, cell: Cell, spec: dict, attempt: int, cell_dir: Path) 
         obs = scenario.run(ctx)
     except WorkerCannotRun as exc:
         return Outcome(Verdict.NA, f"host cannot run this cell: {exc}", "host-condition"), ctx
+    except ImportError as exc:
+        if not str(getattr(exc, "name", "") or "").startswith("lab"):  # the environment, not the lab
+            return setup_failure(f"import failed in the client: {exc}", traceback.format_exc()), ctx
+        return Outcome(Verdict.ERROR, "the lab failed while running the scenario", "lab-error",
+                       evidence={"traceback": traceback.format_exc()}), ctx
     except Exception:
         return Outcome(Verdict.ERROR, "the lab failed while running the scenario", "lab-error",
                        evidence={"traceback": traceback.format_exc()}), ctx
@@ -96,7 +108,7 @@ def run_cell(spec: dict) -> ResultRecord:
         outcome, last_ctx = run_attempt(scenario, cell, spec, attempt, cell_dir)
         outcomes.append(outcome)
         ready.append(any(e.get("event") == "worker_ready" for e in last_ctx.events()))
-        if outcome.verdict in (Verdict.NA, Verdict.ERROR):
+        if not outcome.verdict.ran:  # n/a, setup-failed, error: further attempts would say the same
             break
     final = aggregate(outcomes) if not problem else setup_failed_outcome(
         f"the scenario never ran: {problem}"[:300], {"import_error": problem})
@@ -126,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     REAPER.install()  # SIGTERM/SIGHUP from the runner unwind through teardown
     record = run_cell(spec)
     append_record(Path(spec["run_dir"]), record)
+    # the runner reads this one file back (O(1) per cell), never the whole results.jsonl
+    write_json(Path(spec["run_dir"]) / "cells" / record.cell_id / RECORD_FILE, record.to_dict())
     print(json.dumps({"cell_id": record.cell_id, "verdict": record.outcome.verdict.value,
                       "summary": record.outcome.summary}))
     return 0

@@ -51,11 +51,24 @@ def validate(matrix: str) -> None:
 @click.option("--run-id", default=None, help="Run id (default: timestamp + random suffix).")
 @click.option("--reports", type=click.Path(path_type=Path), default=REPORTS, show_default=True)
 @click.option("--celery", "only_celery", multiple=True, help="Restrict to these Celery versions.")
-def plan(matrix_name: str, run_id: str | None, reports: Path, only_celery: tuple[str, ...]) -> None:
-    """Validate and expand a matrix; create the run directory and plan.json."""
-    from lab.plan import make_plan, write_plan
+@click.option("--shards", type=int, default=None,
+              help="Print N balanced shards as a GitHub Actions strategy.matrix (JSON); no run dir.")
+@click.option("--shard", "shard_spec", default=None, help="Plan only shard I/N of the matrix, e.g. 2/8.")
+@click.option("--output", type=click.Path(path_type=Path), default=None, help="With --shards: write the JSON here.")
+def plan(matrix_name: str, run_id: str | None, reports: Path, only_celery: tuple[str, ...],
+         shards: int | None, shard_spec: str | None, output: Path | None) -> None:
+    """Validate and expand a matrix; create the run directory and plan.json.
+
+    With --shards N, print the balanced split as JSON instead (for a CI fan-out);
+    with --shard I/N, plan only that shard (its records merge with the others'
+    in `lab report DIR...`).
+    """
+    import json as _json
+
+    from lab.plan import cell_estimate, make_plan, write_plan
     from lab.progress import fmt_duration
     from lab.results import create_run_dir, new_run_id
+    from lab.shard import MAX_SHARDS, github_matrix, imbalance, parse_shard
 
     try:
         matrix = load_matrix(matrix_name)
@@ -66,11 +79,29 @@ def plan(matrix_name: str, run_id: str | None, reports: Path, only_celery: tuple
         if unknown:
             _fail(f"--celery: {', '.join(unknown)} not in {matrix.path}; allowed: {', '.join(matrix.celery)}")
         matrix.celery = [v for v in matrix.celery if v in only_celery]
+    if shards is not None:
+        if not 1 <= shards <= MAX_SHARDS:
+            _fail(f"--shards {shards}: must be between 1 and {MAX_SHARDS} (a GitHub Actions matrix's job limit)")
+        cells = matrix.cells()
+        text = _json.dumps(github_matrix(cells, shards, cell_estimate, matrix_name))
+        if output:
+            output.write_text(text + "\n")
+        click.echo(text)
+        click.echo(f"{len(cells)} cells in {shards} shard(s); largest/mean estimate "
+                   f"{imbalance(cells, shards, cell_estimate)}", err=True)
+        return
+    try:
+        shard = parse_shard(shard_spec) if shard_spec else None
+    except ValueError as exc:
+        _fail(str(exc))
     run_id = run_id or new_run_id()
     run_dir = create_run_dir(reports, run_id)
-    data = make_plan(matrix, run_id)
+    data = make_plan(matrix, run_id, shard)
     write_plan(run_dir, data)
-    click.echo(f"matrix {matrix.name}: {len(data['cells'])} cells over {len(matrix.celery)} Celery "
+    if shard:
+        click.echo(f"shard {shard[0]}/{shard[1]} of plan {data['plan_id']}: {len(data['cells'])} of "
+                   f"{data['shard']['cells_total']} cells")
+    click.echo(f"matrix {matrix.name}: {len(data['cells'])} cells over {len(data['celery'])} Celery "
                f"version(s) in {len(data['sets'])} dependency set(s), {matrix.lanes} lane(s); "
                f"estimated {fmt_duration(data['estimate_s'])}")
     click.echo(f"run dir: {run_dir}")
@@ -155,11 +186,15 @@ def report(run_dirs: tuple[Path, ...], baseline: Path | None, out: Path | None, 
     _print_summary([SUMMARY_HEADER, *summary_rows(records)])
     click.echo(f"report: {index}")
     errors = sum(1 for r in records if r.outcome.verdict.value == "error")
-    findings = sum(1 for r in records if r.outcome.verdict.value not in ("pass", "n/a", "error"))
+    setup = sum(1 for r in records if r.outcome.verdict.value == "setup-failed")
+    findings = sum(1 for r in records if r.outcome.verdict.is_finding and r.outcome.verdict.value != "pass")
+    if setup:
+        click.echo(f"note: {setup} cell(s) never ran (setup-failed: install, import or provisioning); "
+                   "they say nothing about Celery" + ("; --strict fails on them" if strict else ""))
     if errors:
         _fail(f"{errors} cell(s) ended in `error` (the lab failed, not Celery); see the report", 1)
-    if strict and findings:
-        _fail(f"--strict: {findings} cell(s) with a finding other than pass", 1)
+    if strict and (findings or setup):
+        _fail(f"--strict: {findings} cell(s) with a finding other than pass, {setup} that never ran", 1)
 
 
 def _print_summary(rows: list) -> None:
@@ -252,7 +287,8 @@ def bisect(scenario, pool, broker, backend, profile, mode, repeats, python, pins
         _fail(f"--dependency: unknown {dependency!r}; allowed: {', '.join(sorted(DEPENDENCIES))}")
     if dependency and not celery_version:
         _fail("--dependency needs --celery VERSION (the Celery release held fixed)")
-    verdicts = list(bad_if) or ["bug", "stall", "lost", "duplicate", "hang", "silent-exit", "failed-fast"]
+    verdicts = list(bad_if) or ["bug", "stall", "incomplete", "lost", "duplicate", "hang", "silent-exit",
+                                "failed-fast"]
     spec = _spec(scenario, celery_version or bad, pool, broker, backend, profile, mode, repeats, python, pins,
                  matrix_file)
     try:

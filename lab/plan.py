@@ -38,8 +38,18 @@ def estimate_seconds(cells: list[Cell], lanes: int, versions: int) -> float:
     return work / max(1, lanes) + versions * VENV_ESTIMATE_S
 
 
-def make_plan(matrix: Matrix, run_id: str) -> dict[str, Any]:
+def make_plan(matrix: Matrix, run_id: str, shard: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The plan of a run; with `shard=(i, n)`, only shard i of n (lab.shard.balance), marked
+    with the whole plan's id so `lab report` merges the shards as one run."""
+    from lab.shard import plan_id, shard_of
+
     cells = matrix.cells()
+    whole = plan_id(cells)
+    info = None
+    if shard:
+        info = {"index": shard[0], "of": shard[1], "plan_id": whole, "cells_total": len(cells)}
+        cells = shard_of(cells, shard[0], shard[1], cell_estimate)
+    versions = sorted({c.celery for c in cells}, key=matrix.celery.index)
     sets: dict[str, dict[str, Any]] = {}
     cell_dicts = []
     for cell in cells:
@@ -49,8 +59,8 @@ def make_plan(matrix: Matrix, run_id: str) -> dict[str, Any]:
     return {
         "run_id": run_id, "matrix": matrix.name, "matrix_path": matrix.path,
         "description": matrix.description, "lanes": matrix.lanes,
-        "celery": sorted({c.celery for c in cells}, key=_vkey), "pins": matrix.pins,
-        "profiles": matrix.profiles, "sets": sets, "cells": cell_dicts,
+        "celery": versions if shard else matrix.celery, "pins": matrix.pins, "profiles": matrix.profiles,
+        "sets": sets, "cells": cell_dicts, "plan_id": whole, "shard": info,
         "estimate_s": round(estimate_seconds(cells, matrix.lanes, len(sets))),
         "started_at": time.time(), "lab_version": __version__,
         "host": {"cores": os.cpu_count(), "load1": round(os.getloadavg()[0], 2)},
@@ -108,7 +118,8 @@ def rerun_command(plan: dict[str, Any], cell: Cell) -> str:
 
 
 def record_setup_failure(run_dir: Path, set_key: str, summary: str, detail: str, na: bool = False) -> int:
-    """One record per not-yet-recorded cell of this set: `setup-failed` (n/a when `na`); returns the count."""
+    """One record per not-yet-recorded cell of this set: `setup-failed` (n/a when `na`); returns the count.
+    The scenario never ran, so nothing about Celery is concluded."""
     plan = load_plan(run_dir)
     done = done_cell_ids(run_dir)
     info = plan_sets(plan).get(set_key, {})
@@ -121,7 +132,8 @@ def record_setup_failure(run_dir: Path, set_key: str, summary: str, detail: str,
                               {"setup_log": detail[-4000:]})
         else:
             outcome = setup_failed_outcome(summary, {"install_log": detail[-4000:],
-                                                     "requirements": "\n".join(info.get("requirements", []))})
+                                                     "requirements": "\n".join(info.get("requirements", []))},
+                                           "setup:install")
         append_record(run_dir, ResultRecord(
             run_id=plan["run_id"], cell_id=cell.cell_id, cell=cell.to_dict(), outcome=outcome,
             versions={},  # nothing was installed: the requested set is in environment, not here

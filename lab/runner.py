@@ -27,7 +27,7 @@ from lab.matrix import Cell
 from lab.plan import cell_estimate, load_plan, plan_cells, rerun_command, set_of
 from lab.progress import Progress
 from lab.reaper import OWNER_ENV, Reaper, child_token, kill_owned, owner_token
-from lab.results import ResultRecord, append_record, read_records
+from lab.results import RECORD_FILE, ResultRecord, append_record, read_records
 from lab.services import ServiceHub
 from lab.services.base import ServiceError
 from lab.verdict import Outcome, Verdict
@@ -59,18 +59,27 @@ def namespace_for(cell: Cell, run_id: str) -> str:
     return "c" + hashlib.sha1(f"{run_id}/{cell.cell_id}".encode()).hexdigest()[:12]
 
 
-def error_record(plan: dict, cell: Cell, summary: str, evidence: dict, started: float) -> ResultRecord:
+def error_record(plan: dict, cell: Cell, summary: str, evidence: dict, started: float,
+                 verdict: Verdict = Verdict.ERROR, signature: str = "lab-error") -> ResultRecord:
+    figure = "lab error" if verdict is Verdict.ERROR else "setup failed"
     return ResultRecord(
         run_id=plan["run_id"], cell_id=cell.cell_id, cell=cell.to_dict(),
-        outcome=Outcome(Verdict.ERROR, summary, "lab-error", {"key_figure": "lab error"}, evidence),
+        outcome=Outcome(verdict, summary, signature, {"key_figure": figure}, evidence),
         versions=hostinfo.package_versions(), host=hostinfo.host_facts(), started_at=started,
         duration_s=round(time.time() - started, 3), rerun=rerun_command(plan, cell),
         lab_version=__version__)
 
 
-def recorded(run_dir: Path, cell_id: str) -> ResultRecord | None:
-    found = [r for r in read_records([run_dir]) if r.cell_id == cell_id]
-    return found[-1] if found else None
+def recorded(run_dir: Path, cell_id: str, since: float = 0.0) -> ResultRecord | None:
+    """The record the cell process wrote (cells/<id>/record.json), if written after `since`
+    (epoch seconds): one small file per cell, so bookkeeping stays O(1) per cell."""
+    path = run_dir / "cells" / cell_id / RECORD_FILE
+    try:
+        if path.stat().st_mtime < since:
+            return None
+        return ResultRecord.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str) -> ResultRecord:
@@ -82,7 +91,8 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str) 
         services = hub.for_cell(cell.broker, cell.backend, cell_dir / "services", namespace)
     except (ServiceError, OSError) as exc:
         record = error_record(plan, cell, f"broker/backend could not be provided: {exc}"[:300],
-                              {"service_error": str(exc)}, started)
+                              {"service_error": str(exc)}, started, Verdict.SETUP_FAILED,
+                              "setup:provision")
         append_record(run_dir, record)
         return record
     profile = (plan.get("profiles") or {}).get(cell.profile)
@@ -122,7 +132,7 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str) 
             LANES.active.discard(proc)
         leftovers = kill_owned(cell_token)
         hub.release(services)
-    record = recorded(run_dir, cell.cell_id)
+    record = recorded(run_dir, cell.cell_id, since=started)
     if record is None and LANES.interrupted:
         raise KeyboardInterrupt  # not a result: a resumed run runs this cell again
     if record is None:

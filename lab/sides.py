@@ -2,8 +2,7 @@
 
 Contract: `setup_failed_outcome(summary, evidence)` is the Outcome of a cell
 whose scenario never ran because install, import or provisioning failed:
-verdict `setup-failed` where lab.verdict has it, else `error` with signature
-"setup-failed". `transport_probe(broker_url, backend_url)` imports the
+verdict `setup-failed` (signature setup:install / setup:import). `transport_probe(broker_url, backend_url)` imports the
 kombu transport and the Celery result backend a cell needs, in the cell's
 own venv, and returns None or the exception that stopped it (no network
 I/O). `never_ran(record)` returns why a record says nothing about the
@@ -28,15 +27,14 @@ IMPORT_ERROR = re.compile(r"(ModuleNotFoundError|ImportError)|unknown:(ModuleNot
                           r"|unrecoverable:(ModuleNotFoundError|ImportError)|VersionMismatch")
 
 
-def setup_failed_outcome(summary: str, evidence: Dict[str, Any] | None = None) -> Outcome:
-    """The scenario never ran: install, import or broker provisioning failed."""
+def setup_failed_outcome(summary: str, evidence: Dict[str, Any] | None = None,
+                         signature: str = "setup:import") -> Outcome:
+    """The scenario never ran: install ("setup:install"), import ("setup:import") or provisioning failed."""
     try:
         verdict = Verdict(SETUP_FAILED)
-        signature = None
-    except ValueError:  # before lab.verdict knows the verdict
-        verdict, signature = Verdict.ERROR, SETUP_FAILED
-    return Outcome(verdict, summary, signature or SETUP_FAILED,
-                   {"key_figure": "setup failed", "scenario_ran": False}, dict(evidence or {}))
+    except ValueError:  # a lab.verdict without the verdict: `error`, still named as a setup failure
+        verdict = Verdict.ERROR
+    return Outcome(verdict, summary, signature, {"key_figure": "setup failed"}, dict(evidence or {}))
 
 
 def transport_probe(broker_url: str, backend_url: str) -> Optional[str]:
@@ -71,7 +69,7 @@ def never_ran(record) -> Optional[str]:
     outcome = record.outcome
     verdict = getattr(outcome.verdict, "value", outcome.verdict)
     sigs = _signatures(record)
-    if verdict in NEVER_RAN_VERDICTS or SETUP_FAILED in sigs:
+    if verdict in NEVER_RAN_VERDICTS or any(s == SETUP_FAILED or s.startswith("setup:") for s in sigs):
         return f"{verdict}: {outcome.summary}"
     ready = (record.environment or {}).get("attempts_ready")
     scenario = (record.cell or {}).get("scenario")

@@ -2,7 +2,8 @@
 
 Contract: `compare(current, baseline)` pairs records by `cell_id` (the stable
 key from lab.matrix.Cell) and returns a `Diff` listing cells whose headline
-verdict or signature changed, cells new in this run and cells only in the
+verdict or signature changed, or whose set of findings changed (a second
+finding appearing under the same headline is a change), cells new in this run and cells only in the
 baseline. When a cell_id appears more than once on one side, the record
 started last wins. `load_baseline(path)` accepts a run dir or a
 results.jsonl path and reads only records. Standard library only.
@@ -39,10 +40,27 @@ class Change:
             return "new"
         if self.after is None:
             return "gone"
+        if not (self.before_verdict.ran and self.after_verdict.ran):
+            return "changed"  # a lab error or a setup failure says nothing either way
+        before, after = self.before.outcome.finding_keys(), self.after.outcome.finding_keys()
+        if before < after:
+            return "worse"   # every finding is still there, and one more (e.g. tasks now also ran twice)
+        if after < before:
+            return "better"
         b, a = SEVERITY.index(self.before_verdict), SEVERITY.index(self.after_verdict)
-        if Verdict.ERROR in (self.before_verdict, self.after_verdict) or a == b:
-            return "changed"
-        return "worse" if a < b else "better"
+        if a != b:
+            return "worse" if a < b else "better"
+        return "changed"
+
+    @property
+    def findings_added(self) -> list[str]:
+        before = self.before.outcome.finding_keys() if self.before else frozenset()
+        return sorted((self.after.outcome.finding_keys() if self.after else frozenset()) - before)
+
+    @property
+    def findings_removed(self) -> list[str]:
+        after = self.after.outcome.finding_keys() if self.after else frozenset()
+        return sorted((self.before.outcome.finding_keys() if self.before else frozenset()) - after)
 
 
 @dataclass
@@ -80,7 +98,8 @@ def compare(current: list[ResultRecord], baseline: list[ResultRecord], label: st
             diff.added.append(change)
         elif after is None:
             diff.removed.append(change)
-        elif (before.outcome.verdict, before.outcome.signature) != (after.outcome.verdict, after.outcome.signature):
+        elif ((before.outcome.verdict, before.outcome.signature) != (after.outcome.verdict, after.outcome.signature)
+              or before.outcome.finding_keys() != after.outcome.finding_keys()):
             diff.changed.append(change)
         else:
             diff.unchanged += 1

@@ -4,9 +4,9 @@ Contract: `load(run_dirs)` reads only `results.jsonl` (a torn last line is
 skipped by `lab.results.read_records`) and `plan.json` when present, and
 returns a `Report`. Every record becomes exactly one `Entry` and lands in
 exactly one `TableCell`; cells planned in plan.json without a record become
-"not run" placeholders. A flip is a change of finding verdict (lab errors and
-n/a are not compared) between adjacent tested versions in one column of one
-section. Nothing is run. Standard library only (plus lab.*).
+"not run" placeholders. A flip is a change of headline verdict or of the set
+of findings (lab errors, setup failures and n/a are not compared) between
+adjacent tested versions in one column of one section. Nothing is run. Standard library only (plus lab.*).
 """
 
 from __future__ import annotations
@@ -71,16 +71,20 @@ def _assign_slugs(entries: list[Entry]) -> None:
 
 def _mark_flips(section: Section) -> None:
     for column in section.columns:
-        previous: tuple[str, Verdict] | None = None
+        previous: tuple[str, Verdict, frozenset] | None = None
         for row in section.rows:
             cell = section.cells.get((row, column))
             verdict = cell.verdict if cell else None
             if verdict is None or not verdict.is_finding:
                 continue
-            if previous and previous[1] != verdict:
+            findings = cell.findings
+            if previous and (previous[1] != verdict or previous[2] != findings):
                 section.flips.append(Flip(column, previous[0], previous[1], row, verdict))
-                cell.flip_from = f"was {previous[1].value} in {previous[0]}"
-            previous = (row, verdict)
+                gone, new = sorted(previous[2] - findings), sorted(findings - previous[2])
+                cell.flip_from = (f"was {previous[1].value} in {previous[0]}" if previous[1] != verdict else
+                                  f"findings changed since {previous[0]}: "
+                                  + "; ".join([f"+{k}" for k in new] + [f"-{k}" for k in gone]))
+            previous = (row, verdict, findings)
 
 
 def _build_table(name: str, entries: list[Entry], planned: list[dict[str, Any]]) -> ScenarioTable:

@@ -82,6 +82,7 @@ class Entry:
     def signatures(self) -> list[str]:
         """The headline signature and any other one seen in repeated attempts."""
         names = [self.record.outcome.signature]
+        names += [f.signature for f in self.record.outcome.findings]
         names += [r.get("signature") for r in rates(self.record)]
         return [n for i, n in enumerate(names) if n and n not in names[:i]]
 
@@ -97,6 +98,11 @@ class TableCell:
         if not self.entries:
             return None
         return min((e.verdict for e in self.entries), key=SEVERITY.index)
+
+    @property
+    def findings(self) -> frozenset[str]:
+        """Every finding ('verdict:signature') of the cell's records: what flips compare."""
+        return frozenset().union(*(e.record.outcome.finding_keys() for e in self.entries))
 
 
 @dataclass
@@ -173,7 +179,34 @@ class Report:
 
     @property
     def wall_s(self) -> float:
-        return sum(run.wall_s for run in self.runs)
+        """Wall time: runs of one sharded plan ran side by side, so a plan counts its longest shard."""
+        by_plan: dict[str, float] = {}
+        for run in self.runs:
+            shard = run.plan.get("shard") or {}
+            key = shard.get("plan_id") or run.run_id
+            by_plan[key] = max(by_plan.get(key, 0.0), run.wall_s)
+        return sum(by_plan.values())
+
+    @property
+    def shard_notes(self) -> list[str]:
+        """One line per sharded plan: which of its shards this report merges, and which are missing."""
+        plans: dict[str, dict[str, Any]] = {}
+        for run in self.runs:
+            shard = run.plan.get("shard") or {}
+            if not shard.get("plan_id"):
+                continue
+            item = plans.setdefault(shard["plan_id"], {"of": shard["of"], "seen": set(), "cells": 0,
+                                                       "total": shard.get("cells_total", 0)})
+            item["seen"].add(int(shard["index"]))
+            item["cells"] += run.planned
+        notes = []
+        for pid, item in sorted(plans.items()):
+            count = item["of"]
+            missing = [f"{i}/{count}" for i in range(1, count + 1) if i not in item["seen"]]
+            notes.append(f"plan {pid}: {len(item['seen'])} of {count} shard(s) merged, "
+                         f"{item['cells']} of {item['total']} cells planned"
+                         + (f"; missing shard(s) {', '.join(missing)}" if missing else ""))
+        return notes
 
 
 def slugify(text: str) -> str:

@@ -27,7 +27,8 @@ class VerdictStyle:
 
 VERDICT_ORDER = [
     Verdict.PASS, Verdict.BUG, Verdict.LOST, Verdict.DUPLICATE, Verdict.HANG,
-    Verdict.SILENT_EXIT, Verdict.STALL, Verdict.FAILED_FAST, Verdict.NA, Verdict.ERROR,
+    Verdict.SILENT_EXIT, Verdict.INCOMPLETE, Verdict.STALL, Verdict.FAILED_FAST, Verdict.NA,
+    Verdict.SETUP_FAILED, Verdict.ERROR,
 ]
 
 VERDICT_STYLE: dict[Verdict, VerdictStyle] = {
@@ -44,11 +45,15 @@ VERDICT_STYLE: dict[Verdict, VerdictStyle] = {
     Verdict.SILENT_EXIT: VerdictStyle("v-silent-exit", "silent exit", "#ffffff", "#ad1457",
                                       "the worker exited without saying why", "🟥"),
     Verdict.STALL: VerdictStyle("v-stall", "stall", "#3e2a00", "#ffd54f",
-                                "progress stopped for a while, then resumed", "🟡"),
+                                "completed, but only after a timeout-sized delay (measured)", "🟡"),
+    Verdict.INCOMPLETE: VerdictStyle("v-incomplete", "incomplete", "#ffffff", "#6d4c41",
+                                     "never completed within the observation window", "⏳"),
     Verdict.FAILED_FAST: VerdictStyle("v-failed-fast", "failed fast", "#ffffff", "#1565c0",
                                       "refused or failed early with a clear error", "🔵"),
     Verdict.NA: VerdictStyle("v-na", "n/a", "#555555", "#ececec",
                              "combination does not apply", "⚪"),
+    Verdict.SETUP_FAILED: VerdictStyle("v-setup-failed", "setup failed", "#111111", "#ffffff",
+                                       "the scenario never ran (install, import, provisioning)", "🚧"),
     Verdict.ERROR: VerdictStyle("v-error", "lab error", "#111111", "#ffffff",
                                 "the lab failed; says nothing about Celery", "⚠️"),
 }
@@ -72,7 +77,10 @@ def css_rules() -> str:
     rules = []
     for verdict in VERDICT_ORDER:
         s = VERDICT_STYLE[verdict]
-        if verdict is Verdict.ERROR:
+        if verdict is Verdict.SETUP_FAILED:
+            rules.append(f".{s.css}{{color:{s.fg};border:2px dotted #111 !important;"
+                         "background:repeating-linear-gradient(45deg,#fff 0 5px,#e0e0e0 5px 8px)}")
+        elif verdict is Verdict.ERROR:
             rules.append(
                 f".{s.css}{{color:{s.fg};border:2px dashed #111 !important;"
                 "background:repeating-linear-gradient(135deg,#fff 0 5px,#bdbdbd 5px 8px);"

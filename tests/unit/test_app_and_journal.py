@@ -70,8 +70,7 @@ def test_install_failure_becomes_setup_failed_records(tmp_path):
     write_plan(run_dir, make_plan(load_matrix("smoke"), "r1"))
     assert record_install_failure(run_dir, "5.6.2", "No matching distribution") == 10
     records = list(read_records([run_dir]))
-    # "setup-failed" once lab.verdict has it; until then `error` with the signature setup-failed
-    assert {r.outcome.verdict.value for r in records} <= {"error", "setup-failed"}
-    assert {r.outcome.signature for r in records} == {"setup-failed"}
+    assert {r.outcome.verdict.value for r in records} == {"setup-failed"}
+    assert records[0].outcome.signature == "setup:install"
     assert "No matching distribution" in records[0].outcome.evidence["install_log"]
     assert record_install_failure(run_dir, "5.6.2", "again") == 0  # idempotent

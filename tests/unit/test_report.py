@@ -267,7 +267,8 @@ def test_summary_rows_counts_per_scenario(built):
     assert len(rows) == 1
     row = dict(zip(SUMMARY_HEADER, rows[0]))
     assert row == {"scenario": "lifecycle-smoke", "cells": 9, "pass": 3, "bug": 1, "lost": 1, "duplicate": 0,
-                   "hang": 0, "silent-exit": 0, "stall": 1, "failed-fast": 1, "n/a": 1, "error": 1}
+                   "hang": 0, "silent-exit": 0, "incomplete": 0, "stall": 1, "failed-fast": 1, "n/a": 1,
+                   "setup-failed": 0, "error": 1}
     other = samples.make_records()[0]
     other.cell = dict(other.cell, scenario="another")
     rows = summary_rows(records + [other])
