@@ -28,11 +28,11 @@ from lab.venvs import SetupFailed, default_root, ensure_venv
 def conflict(text: str) -> str:
     """The line of an installer's output that names the conflict (else its last line)."""
     lines = [l.strip() for l in text.splitlines() if l.strip()]
-    for needle in ("Because", "depends on", "No matching distribution", "Could not find", "requires Python",
+    for needle in ("because", "depends on", "no matching distribution", "could not find", "requires python",
                    "error:"):
-        found = [l for l in lines if needle in l and "No solution found" not in l]
+        found = [l for l in lines if needle in l.lower() and "No solution found" not in l]
         if found:
-            text = " ".join(found[:2]) if needle == "Because" else found[0]
+            text = " ".join(found[:2]) if needle == "because" else found[0]
             return text.replace("cause: ", "")[:300]
     return lines[-1][:300] if lines else "(no output)"
 

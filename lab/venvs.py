@@ -79,8 +79,12 @@ def lab_requirements(python: str) -> List[str]:
 
 
 def stamp_for(depset: DepSet, base_python: str, version: str) -> dict:
+    """What a set's venv must have been built from; pyproject's hash: the lab's own deps changed."""
+    import hashlib
+    pyproject = (ROOT / "pyproject.toml").read_bytes() if (ROOT / "pyproject.toml").exists() else b""
     return {"key": depset.key, "digest": depset.digest(), "python": base_python, "python_version": version,
-            "requirements": depset.requirements(), "lab": lab_requirements(depset.python)}
+            "requirements": depset.requirements(), "lab": lab_requirements(depset.python),
+            "lab_pyproject_sha256": hashlib.sha256(pyproject).hexdigest()}
 
 
 def read_stamp(path: Path) -> dict | None:

@@ -200,3 +200,14 @@ def test_transport_probe_names_an_unimportable_transport():
     assert transport_probe("memory://", "") is None
     problem = transport_probe("nosuchtransport://localhost", "")
     assert problem and problem.startswith("kombu transport for nosuchtransport:")
+
+
+def test_conflict_line_is_the_resolvers_reason():
+    from lab.sets import conflict
+    text = ("installing ... failed (exit 1):\nerror: No solution found when resolving dependencies\n"
+            "  cause: Because celery==5.6.2 depends on billiard>=4.2.1,<5.0 and you require celery==5.6.2, we can "
+            "conclude that you require billiard>=4.2.1,<5.0.\n  And because you require billiard==4.2.0, we can "
+            "conclude that your requirements are unsatisfiable.")
+    line = conflict(text)
+    assert line.startswith("Because celery==5.6.2 depends on billiard>=4.2.1,<5.0") and "billiard==4.2.0" in line
+    assert conflict("ERROR: No matching distribution found for celery==9.9") .startswith("ERROR: No matching")
