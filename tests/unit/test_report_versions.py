@@ -25,3 +25,17 @@ def test_a_pinned_billiard_is_marked_against_the_runs_common_set():
     assert pinned.deps_differ == {"billiard": ("4.3.0", "4.3.2")}
     assert all(not e.deps_differ for e in [*common, older, never])
     assert versions_text(pinned.record) == "python 3.11.7 · kombu 5.7.0 · billiard 4.3.0"
+
+
+def test_common_versions_per_celery_release():
+    from lab.report.model import common_versions
+    entries = [entry("5.6.2", python="3.11.7", billiard="4.3.2") for _ in range(2)]
+    entries += [entry("5.6.2", python="3.11.7", billiard="4.3.0"), entry("5.3.6", python="3.11.7", kombu="5.3.7")]
+    assert common_versions(entries) == [("5.3.6", "python 3.11.7 · kombu 5.3.7"),
+                                        ("5.6.2", "python 3.11.7 · billiard 4.3.2")]
+
+
+def test_axes_text_names_non_default_python_and_pins():
+    plain, other = entry("5.6.2"), entry("5.6.2")
+    other.record.cell.update(python="3.8", deps={"billiard": "4.2.4"})
+    assert plain.axes_text == "" and other.axes_text == "py3.8 · billiard 4.2.4"
