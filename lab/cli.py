@@ -104,7 +104,19 @@ def plan(matrix_name: str, run_id: str | None, reports: Path, only_celery: tuple
     click.echo(f"matrix {matrix.name}: {len(data['cells'])} cells over {len(data['celery'])} Celery "
                f"version(s) in {len(data['sets'])} dependency set(s), {matrix.lanes} lane(s); "
                f"estimated {fmt_duration(data['estimate_s'])}")
+    _note_missing_pythons(data)
     click.echo(f"run dir: {run_dir}")
+
+
+def _note_missing_pythons(plan_data: dict) -> None:
+    """Say up front which Python axis values have no interpreter here (their cells will be n/a)."""
+    from lab.interpreters import InterpreterMissing, find_python
+
+    for python in sorted({s["python"] for s in plan_data.get("sets", {}).values()}):
+        try:
+            find_python(python)
+        except InterpreterMissing as exc:
+            click.echo(f"note: {exc}; its cells will be n/a")
 
 
 @main.command("run-cells")
