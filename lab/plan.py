@@ -89,12 +89,17 @@ def cell_set_key(plan: dict[str, Any], cell_dict: dict[str, Any]) -> str:
     return str(cell_dict.get("set") or cell_dict.get("celery"))
 
 
+_SET_INDEX: dict[int, tuple[dict, dict[str, str]]] = {}
+
+
 def set_of(plan: dict[str, Any], cell: Cell) -> str:
-    """The dependency-set key the plan gave this cell."""
-    for data in plan["cells"]:
-        if Cell.from_dict(data).cell_id == cell.cell_id:
-            return cell_set_key(plan, data)
-    return cell.depset().key
+    """The dependency-set key the plan gave this cell (an index built once per plan: O(1) per cell)."""
+    cached = _SET_INDEX.get(id(plan))
+    if cached is None or cached[0] is not plan:
+        index = {Cell.from_dict(d).cell_id: cell_set_key(plan, d) for d in plan["cells"]}
+        _SET_INDEX.clear()
+        _SET_INDEX[id(plan)] = cached = (plan, index)
+    return cached[1].get(cell.cell_id) or cell.depset().key
 
 
 def plan_cells(plan: dict[str, Any], celery: str | None = None, set_key: str | None = None) -> list[Cell]:

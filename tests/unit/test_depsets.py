@@ -211,3 +211,23 @@ def test_conflict_line_is_the_resolvers_reason():
     line = conflict(text)
     assert line.startswith("Because celery==5.6.2 depends on billiard>=4.2.1,<5.0") and "billiard==4.2.0" in line
     assert conflict("ERROR: No matching distribution found for celery==9.9") .startswith("ERROR: No matching")
+
+
+def test_sets_to_run_follow_only_and_skip_recorded_cells(tmp_path):
+    from lab.plan import load_plan
+    from lab.sets import sets_to_run
+    run_dir = _plan(tmp_path, base(python=["default", "3.12"]))
+    plan = load_plan(run_dir)
+    ids = [c["set"] for c in plan["cells"]]
+    assert sets_to_run(plan) == ["5.6.2", "5.6.2-py3.12"] and sorted(ids) == sorted(sets_to_run(plan))
+    py312 = "lifecycle-smoke--celery-5.6.2--solo--redis--be-redis--defaults--default--py3.12"
+    assert sets_to_run(plan, only=[py312]) == ["5.6.2-py3.12"]
+    assert sets_to_run(plan, done={py312}) == ["5.6.2"]
+
+
+def test_sharded_plans_keep_each_cells_set(tmp_path):
+    matrix = parse_matrix(base(python=["default", "3.12"], pools=["solo", "threads"]), "m.toml", "m")
+    shards = [make_plan(matrix, f"r{i}", shard=(i, 2)) for i in (1, 2)]
+    for plan in shards:
+        assert set(plan["sets"]) == {c["set"] for c in plan["cells"]}
+    assert sum(len(p["cells"]) for p in shards) == 4
