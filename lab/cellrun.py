@@ -102,16 +102,23 @@ def run_cell(spec: dict) -> ResultRecord:
     cell_dir.mkdir(parents=True, exist_ok=True)
     scenario = scenarios.get(cell.scenario)
     started, t0 = time.time(), time.monotonic()
-    outcomes, last_ctx, ready = [], None, []
+    outcomes, last_ctx, attempts, ready = [], None, [], []
     problem = transport_probe(spec["broker_url"], spec.get("backend_url", ""))
     for attempt in range(1, cell.repeats + 1 if not problem else 1):
         outcome, last_ctx = run_attempt(scenario, cell, spec, attempt, cell_dir)
         outcomes.append(outcome)
-        ready.append(any(e.get("event") == "worker_ready" for e in last_ctx.events()))
+        events = last_ctx.events()
+        ready.append(any(e.get("event") == "worker_ready" for e in events))
+        if cell.repeats > 1:   # every attempt's timeline, so the report can draw each (issue 14)
+            attempts.append({"attempt": attempt, "verdict": outcome.verdict.value, "signature": outcome.signature,
+                             "journal": events[:MAX_JOURNAL_EVENTS // cell.repeats],
+                             "faults": last_ctx.faults()})
         if not outcome.verdict.ran:  # n/a, setup-failed, error: further attempts would say the same
             break
     final = aggregate(outcomes) if not problem else setup_failed_outcome(
         f"the scenario never ran: {problem}"[:300], {"import_error": problem})
+    if len(attempts) > 1:
+        final.metrics["attempt_records"] = attempts
     notes = last_ctx.notes if last_ctx else []
     logs = {}
     if last_ctx:

@@ -175,13 +175,24 @@ def run_sets_cmd(run_dir: Path | None, matrix_name: str | None, set_keys: tuple[
 
 @main.command()
 @click.argument("run_dirs", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--baseline", type=click.Path(path_type=Path, exists=True), default=None,
-              help="A run dir to diff against (default: reports/reference when present).")
+@click.option("--baseline", default=None,
+              help="A run dir to diff against, or `previous` (the newest other run in reports/runs); "
+                   "default: reports/reference when present.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output dir (default: the run dir).")
 @click.option("--strict", is_flag=True, help="Exit 1 when any finding is not pass (and in junit.xml).")
-def report(run_dirs: tuple[Path, ...], baseline: Path | None, out: Path | None, strict: bool) -> None:
+@click.option("--junit", "junit_mode", type=click.Choice(["plain", "findings", "regressions"]), default="plain",
+              show_default=True, help="junit.xml: findings = every non-pass finding is a <failure>; "
+                                      "regressions = every cell worse than the baseline is.")
+@click.option("--junit-findings", is_flag=True, help="Same as --junit findings.")
+@click.option("--fail-on", "fail_on", type=click.Choice(["worse", "changed"]), default=None,
+              help="Exit 1 when a verdict is worse than the baseline (or, `changed`, differs at all).")
+@click.option("--answer-versions", default=None, help="Comma-separated Celery versions of the answer view "
+                                                      "(default: the newest and the production one).")
+def report(run_dirs: tuple[Path, ...], baseline: str | None, out: Path | None, strict: bool, junit_mode: str,
+           junit_findings: bool, fail_on: str | None, answer_versions: str | None) -> None:
     """Build the HTML report (and results.json, junit.xml, summary.md) from records."""
     from lab.report import SUMMARY_HEADER, build_report, summary_rows
+    from lab.report.diff import baseline_info, compare, load_baseline, previous_run
     from lab.results import read_records
 
     dirs = [Path(d) for d in run_dirs] or [REPORTS / "latest"]
@@ -189,20 +200,47 @@ def report(run_dirs: tuple[Path, ...], baseline: Path | None, out: Path | None, 
         if not path.exists():
             _fail(f"{path}: no such run directory (run `nox -s matrix` first)")
     reference = REPORTS / "reference"
-    if baseline is None and (reference / "results.jsonl").exists() and \
-            all(d.resolve() != reference.resolve() for d in dirs):
-        baseline = reference  # the diff page compares against the committed reference
+    base: Path | None
+    if baseline == "previous":
+        base = previous_run(REPORTS / "runs", [d.resolve() for d in dirs])
+        if base is None:
+            click.echo("--baseline previous: no other run with records in reports/runs; no diff", err=True)
+    elif baseline:
+        base = Path(baseline)
+        if not base.exists():
+            _fail(f"--baseline {baseline}: no such run directory or results file")
+    elif (reference / "results.jsonl").exists() and all(d.resolve() != reference.resolve() for d in dirs):
+        base = reference  # the diff page compares against the committed reference
+    else:
+        base = None
+    if fail_on and base is None:
+        _fail(f"--fail-on {fail_on} needs a baseline (--baseline previous|DIR)")
     out_dir = out or dirs[0].resolve()
-    index = build_report([d.resolve() for d in dirs], out_dir, baseline=baseline, strict=strict)
+    index = build_report([d.resolve() for d in dirs], out_dir, baseline=base, strict=strict,
+                         junit="findings" if junit_findings else junit_mode,
+                         answer_versions=answer_versions.split(",") if answer_versions else None)
     records = list(read_records(dirs))
     _print_summary([SUMMARY_HEADER, *summary_rows(records)])
     click.echo(f"report: {index}")
+    diff = None
+    if base is not None:
+        before = load_baseline(base)
+        run_id, date = baseline_info(base, before)
+        diff = compare(records, before, run_id, date)
+        click.echo(f"vs baseline {run_id}: {len(diff.worse)} worse, {len(diff.better)} better, "
+                   f"{len(diff.added)} new, {len(diff.removed)} gone")
     errors = sum(1 for r in records if r.outcome.verdict.value == "error")
     setup = sum(1 for r in records if r.outcome.verdict.value == "setup-failed")
     findings = sum(1 for r in records if r.outcome.verdict.is_finding and r.outcome.verdict.value != "pass")
     if setup:
         click.echo(f"note: {setup} cell(s) never ran (setup-failed: install, import or provisioning); "
                    "they say nothing about Celery" + ("; --strict fails on them" if strict else ""))
+    if fail_on == "worse" and diff.worse:
+        _fail((f"{errors} lab error(s) too; " if errors else "") + f"--fail-on worse: {len(diff.worse)} cell(s) "
+              f"worse than baseline {diff.baseline}: " + ", ".join(c.cell_id for c in diff.worse[:5]), 1)
+    if fail_on == "changed" and not diff.empty:
+        _fail(f"--fail-on changed: {len(diff.changed) + len(diff.added) + len(diff.removed)} cell(s) differ "
+              f"from baseline {diff.baseline}", 1)
     if errors:
         _fail(f"{errors} cell(s) ended in `error` (the lab failed, not Celery); see the report", 1)
     if strict and (findings or setup):

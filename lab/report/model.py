@@ -7,7 +7,9 @@ versions in version order, columns = (pool, broker), each table cell a
 `TableCell` holding its entries (and "not run" placeholders from plan.json).
 `key_figure(record)` is the short text of an overview cell:
 `metrics["key_figure"]`, else k/n of the headline rate, else "". Built by
-`lab.report.loader.load`. Standard library only (plus lab.*).
+`lab.report.loader.load`. `findings(record)` is every finding of a record
+(outcome.findings when present, else the headline). `Entry.label` is a
+chip's accessible name. Standard library only (plus lab.*).
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from lab.results import ResultRecord
-from lab.verdict import SEVERITY, Verdict
+from lab.verdict import Verdict
 
-from lab.report.style import VERDICT_ORDER
+from lab.report.style import VERDICT_ORDER, severity, style
 
 
 @dataclass
@@ -60,6 +62,14 @@ class Entry:
         return versions_text(self.record)
 
     @property
+    def axis_flags(self) -> str:
+        """' --python 3.8 --pin billiard==4.2.4' for `lab triage`/`bisect` ('' for the default set)."""
+        cell = self.record.cell
+        flags = [f" --python {cell['python']}"] if cell.get("python") not in (None, "", "default") else []
+        flags += [f" --pin {k}=={v}" for k, v in sorted((cell.get("deps") or {}).items())]
+        return "".join(flags)
+
+    @property
     def axes_text(self) -> str:
         """The cell's non-default Python / pins ('py3.8 · billiard 4.2.0'), '' for the lab's default set."""
         cell = self.record.cell
@@ -88,11 +98,28 @@ class Entry:
 
     @property
     def signatures(self) -> list[str]:
-        """The headline signature and any other one seen in repeated attempts."""
+        """The headline signature, every finding's, and any other one seen in repeated attempts."""
         names = [self.record.outcome.signature]
-        names += [f.signature for f in self.record.outcome.findings]
+        names += [f["signature"] for f in findings(self.record)]
         names += [r.get("signature") for r in rates(self.record)]
         return [n for i, n in enumerate(names) if n and n not in names[:i]]
+
+    @property
+    def findings(self) -> list[dict[str, Any]]:
+        return findings(self.record)
+
+    @property
+    def label(self) -> str:
+        """Accessible name: "5.6.2 prefork redis acks-late: stall 112 s"."""
+        parts = [self.axis("celery"), self.axis("pool"), self.axis("broker")]
+        parts += [p for p in (self.axis("profile"), self.axis("mode")) if p not in ("", "defaults", "default")]
+        figure = self.key_figure
+        text = style(self.verdict).label
+        if figure and not figure.startswith(text.split()[0]):
+            text = f"{text} {figure}"
+        elif figure:
+            text = figure
+        return " ".join(p for p in parts if p) + ": " + text
 
 
 @dataclass
@@ -105,12 +132,12 @@ class TableCell:
     def verdict(self) -> Verdict | None:
         if not self.entries:
             return None
-        return min((e.verdict for e in self.entries), key=SEVERITY.index)
+        return min((e.verdict for e in self.entries), key=severity)
 
     @property
     def findings(self) -> frozenset[str]:
         """Every finding ('verdict:signature') of the cell's records: what flips compare."""
-        return frozenset().union(*(e.record.outcome.finding_keys() for e in self.entries))
+        return frozenset().union(*(finding_keys(e.record) for e in self.entries))
 
 
 @dataclass
@@ -239,6 +266,34 @@ def rates(record: ResultRecord) -> list[dict[str, Any]]:
     """metrics["rates"] of a repeated cell (only well-formed rows)."""
     value = record.outcome.metrics.get("rates")
     return [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
+
+
+def finding_keys(record: ResultRecord) -> frozenset[str]:
+    """'verdict:signature' of every finding (lab.verdict's Outcome.finding_keys when it has it)."""
+    keys = getattr(record.outcome, "finding_keys", None)
+    if callable(keys):
+        return frozenset(keys())
+    return frozenset(f"{f['verdict']}:{f['signature'] or ''}" for f in findings(record))
+
+
+def findings(record: ResultRecord) -> list[dict[str, Any]]:
+    """Every finding of a record as dicts {verdict, signature, summary, evidence}.
+
+    Reads `outcome.findings` (objects or dicts) when the record has them; otherwise the
+    headline alone. Verdicts stay strings, so one this lab does not know still renders.
+    """
+    outcome = record.outcome
+    raw = getattr(outcome, "findings", None)
+    out = []
+    for item in raw if isinstance(raw, list) else []:
+        get = item.get if isinstance(item, dict) else (lambda k, d=None, i=item: getattr(i, k, d))
+        verdict = get("verdict", "")
+        out.append({"verdict": getattr(verdict, "value", str(verdict or "")), "signature": get("signature"),
+                    "summary": str(get("summary", "") or ""), "evidence": get("evidence") or {}})
+    if not out:
+        out.append({"verdict": outcome.verdict.value, "signature": outcome.signature,
+                    "summary": outcome.summary, "evidence": outcome.evidence})
+    return out
 
 
 def key_figure(record: ResultRecord) -> str:

@@ -39,3 +39,12 @@ def test_axes_text_names_non_default_python_and_pins():
     plain, other = entry("5.6.2"), entry("5.6.2")
     other.record.cell.update(python="3.8", deps={"billiard": "4.2.4"})
     assert plain.axes_text == "" and other.axes_text == "py3.8 · billiard 4.2.4"
+
+
+def test_rate_commands_carry_the_cells_python_and_pins():
+    from lab.report.bundle import rate_commands
+    e = entry("5.6.2")
+    e.record.cell.update(scenario="shutdown-race", pool="prefork", broker="redis", backend="redis",
+                         profile="quit", mode="targeted", python="3.9", deps={"billiard": "4.2.4"})
+    assert e.axis_flags == " --python 3.9 --pin billiard==4.2.4"
+    assert "--mode targeted --python 3.9 --pin billiard==4.2.4 -n 20" in rate_commands(e, ["5.6.2"])[0]
