@@ -26,6 +26,7 @@ from lab.matrix import Cell
 from lab.reaper import REAPER
 from lab.results import RECORD_FILE, ResultRecord, append_record, write_json
 from lab.scenarios.base import CellContext
+from lab.sides import setup_failed_outcome, transport_probe
 from lab.verdict import Outcome, Verdict, aggregate
 from lab.worker import WorkerCannotRun
 
@@ -101,17 +102,21 @@ def run_cell(spec: dict) -> ResultRecord:
     cell_dir.mkdir(parents=True, exist_ok=True)
     scenario = scenarios.get(cell.scenario)
     started, t0 = time.time(), time.monotonic()
-    outcomes, last_ctx, attempts = [], None, []
-    for attempt in range(1, cell.repeats + 1):
+    outcomes, last_ctx, attempts, ready = [], None, [], []
+    problem = transport_probe(spec["broker_url"], spec.get("backend_url", ""))
+    for attempt in range(1, cell.repeats + 1 if not problem else 1):
         outcome, last_ctx = run_attempt(scenario, cell, spec, attempt, cell_dir)
         outcomes.append(outcome)
+        events = last_ctx.events()
+        ready.append(any(e.get("event") == "worker_ready" for e in events))
         if cell.repeats > 1:   # every attempt's timeline, so the report can draw each (issue 14)
             attempts.append({"attempt": attempt, "verdict": outcome.verdict.value, "signature": outcome.signature,
-                             "journal": last_ctx.events()[:MAX_JOURNAL_EVENTS // cell.repeats],
+                             "journal": events[:MAX_JOURNAL_EVENTS // cell.repeats],
                              "faults": last_ctx.faults()})
         if not outcome.verdict.ran:  # n/a, setup-failed, error: further attempts would say the same
             break
-    final = aggregate(outcomes)
+    final = aggregate(outcomes) if not problem else setup_failed_outcome(
+        f"the scenario never ran: {problem}"[:300], {"import_error": problem})
     if len(attempts) > 1:
         final.metrics["attempt_records"] = attempts
     notes = last_ctx.notes if last_ctx else []
@@ -120,7 +125,8 @@ def run_cell(spec: dict) -> ResultRecord:
         for worker in last_ctx.workers:
             logs[worker.name] = str(worker.log_path.relative_to(run_dir))
         logs["journal"] = str(last_ctx.journal.relative_to(run_dir))
-    environment = {"services": spec.get("services", {}), "notes": notes,
+    environment = {"services": spec.get("services", {}), "notes": notes, "attempts_ready": ready,
+                   "set": spec.get("set", ""),
                    "workers": [w.environment for w in (last_ctx.workers if last_ctx else [])]}
     return ResultRecord(
         run_id=spec["run_id"], cell_id=cell.cell_id, cell=cell.to_dict(), outcome=final,

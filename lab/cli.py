@@ -122,11 +122,24 @@ def plan(matrix_name: str, run_id: str | None, reports: Path, only_celery: tuple
         click.echo(f"shard {shard[0]}/{shard[1]} of plan {data['plan_id']}: {len(data['cells'])} of "
                    f"{data['shard']['cells_total']} cells")
     click.echo(f"matrix {matrix.name}: {len(data['cells'])} cells over {len(data['celery'])} Celery "
-               f"version(s), {matrix.lanes} lane(s); estimated {fmt_duration(data['estimate_s'])}")
+               f"version(s) in {len(data['sets'])} dependency set(s), {matrix.lanes} lane(s); "
+               f"estimated {fmt_duration(data['estimate_s'])}")
+    _note_missing_pythons(data)
     if note:
         click.echo(note)
     click.echo(checked)
     click.echo(f"run dir: {run_dir}")
+
+
+def _note_missing_pythons(plan_data: dict) -> None:
+    """Say up front which Python axis values have no interpreter here (their cells will be n/a)."""
+    from lab.interpreters import InterpreterMissing, find_python
+
+    for python in sorted({s["python"] for s in plan_data.get("sets", {}).values()}):
+        try:
+            find_python(python)
+        except InterpreterMissing as exc:
+            click.echo(f"note: {exc}; its cells will be n/a")
 
 
 @main.command("run-cells")
@@ -134,10 +147,11 @@ def plan(matrix_name: str, run_id: str | None, reports: Path, only_celery: tuple
 @click.option("--celery", default=None, help="Only cells of this Celery version (the installed one).")
 @click.option("--only", multiple=True, help="Only these cell ids.")
 @click.option("--lanes", type=int, default=None, help="Parallel cells (default: the matrix's lanes).")
+@click.option("--set", "set_key", default=None, help="Only cells of this dependency set (see plan.json).")
 @click.option("--die-with-parent", is_flag=True,
-              help="Stop as on SIGTERM when the parent process (nox) dies; the noxfile sets it.")
+              help="Stop as on SIGTERM when the parent process dies (run-sets, under nox, sets it).")
 def run_cells_cmd(run_dir: Path, celery: str | None, only: tuple[str, ...], lanes: int | None,
-                  die_with_parent: bool) -> None:
+                  set_key: str | None, die_with_parent: bool) -> None:
     """Run planned cells inside the current (Celery) environment."""
     import signal
     from importlib import metadata
@@ -152,9 +166,53 @@ def run_cells_cmd(run_dir: Path, celery: str | None, only: tuple[str, ...], lane
     if die_with_parent:  # nox killed: stop the cells, keep the records (a nohup'd runner is not tied)
         lifetime.die_with_parent(signal.SIGTERM)
     try:
-        run_cells(run_dir, celery or installed, list(only), lanes)
+        run_cells(run_dir, celery or installed, list(only), lanes, set_key)
     except RunnerBusy as exc:
         _fail(str(exc))
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if isinstance(exc, SystemExit) and exc.code in (0, None):
+            raise
+        _fail(f"interrupted; resume with: {resume_command(run_dir)}", 130)
+
+
+@main.command("run-sets")
+@click.option("--run-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="A planned run dir (default: plan --matrix afresh).")
+@click.option("--matrix", "matrix_name", default=None, help="Plan this matrix first (name or path).")
+@click.option("--set", "set_keys", multiple=True, help="Only these dependency sets (keys in plan.json).")
+@click.option("--only", multiple=True, help="Only these cell ids.")
+@click.option("--reports", type=click.Path(path_type=Path), default=REPORTS, show_default=True)
+@click.option("--die-with-parent", is_flag=True,
+              help="Stop as on SIGTERM when the parent process (nox) dies; the noxfile sets it.")
+def run_sets_cmd(run_dir: Path | None, matrix_name: str | None, set_keys: tuple[str, ...],
+                 only: tuple[str, ...], reports: Path, die_with_parent: bool) -> None:
+    """Build (or reuse) one venv per exact dependency set and run each set's cells in it."""
+    import signal
+
+    from lab import lifetime
+    from lab.plan import make_plan, write_plan
+    from lab.releases import check_releases
+    from lab.resume import resume_command
+    from lab.results import create_run_dir, new_run_id
+    from lab.sets import run_sets
+
+    if die_with_parent:  # nox killed: stop (the running set's cells stop with us, keeping records)
+        lifetime.die_with_parent(signal.SIGTERM)
+    if run_dir is None:
+        try:
+            matrix = load_matrix(matrix_name or "default")
+            check_releases(matrix.celery, reports / ".cache", matrix.path)  # before the run dir
+        except MatrixError as exc:
+            _fail(str(exc))
+        run_id = new_run_id()
+        run_dir = create_run_dir(reports, run_id)
+        write_plan(run_dir, make_plan(matrix, run_id))
+        click.echo(f"run dir: {run_dir}")
+    try:
+        lines = run_sets(run_dir, list(set_keys), list(only))
+        click.echo(f"{len(lines)} dependency set(s) done in {run_dir}")
+    except KeyError as exc:
+        _fail(str(exc.args[0]))
     except (KeyboardInterrupt, SystemExit) as exc:
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             raise
@@ -259,25 +317,47 @@ def _triage_options(func):
         click.option("--profile", default=None, help="Default: the scenario's first profile."),
         click.option("--mode", default=None, help="Default: the scenario's first mode."),
         click.option("-n", "--repeats", default=10, show_default=True, help="Attempts (real worker runs)."),
+        click.option("--python", "python", default="default", show_default=True,
+                     help="Interpreter major.minor, e.g. 3.9 (found via pyenv, uv or PATH)."),
+        click.option("--pin", "pins", multiple=True, metavar="NAME==VER",
+                     help="Pin a dependency (repeatable), over the lab's era pins; VER 'unpinned' drops one."),
+        click.option("--matrix", "matrix_file", default=None, help="Borrow this matrix's profiles and pins."),
     ]):
         func = option(func)
     return func
 
 
+def _spec(scenario, celery, pool, broker, backend, profile, mode, repeats, python, pins, matrix_file):
+    from lab.deps import parse_pin
+    from lab.triage import TriageSpec
+
+    try:
+        parsed = dict(parse_pin(p) for p in pins)
+    except ValueError as exc:
+        _fail(f"--pin: {exc}")
+    return TriageSpec(scenario, celery, pool, broker, backend, profile, mode, repeats, python, parsed,
+                      matrix_file)
+
+
 @main.command()
 @_triage_options
 @click.option("--celery", "celery_version", required=True, help="An exact release, e.g. 5.6.2.")
-def triage(scenario, pool, broker, backend, profile, mode, repeats, celery_version) -> None:
-    """Run one scenario cell N times on one Celery release; print k/n per signature."""
-    from lab.triage import TriageSpec, describe, run_triage
+def triage(scenario, pool, broker, backend, profile, mode, repeats, python, pins, matrix_file,
+           celery_version) -> None:
+    """Run one scenario cell N times on one dependency set; print k/n per signature."""
+    from lab.triage import describe, run_triage
 
-    spec = TriageSpec(scenario, celery_version, pool, broker, backend, profile, mode, repeats)
     try:
+        spec = _spec(scenario, celery_version, pool, broker, backend, profile, mode, repeats, python, pins,
+                     matrix_file)
         record = run_triage(spec, REPORTS)
     except MatrixError as exc:
         _fail(str(exc))
     for line in describe(record):
         click.echo(line)
+    from lab.sides import never_ran
+    if never_ran(record):
+        sys.exit(3)  # the scenario never ran: not a finding either way
 
 
 @main.command()
@@ -286,19 +366,35 @@ def triage(scenario, pool, broker, backend, profile, mode, repeats, celery_versi
 @click.option("--bad", required=True, help="A release where it holds.")
 @click.option("--bad-if", "bad_if", multiple=True, help="Verdict(s) that count as bad (default: any but pass, n/a).")
 @click.option("--signature", default=None, help="Only this signature counts as bad.")
-@click.option("--versions", default=None, help="Comma-separated releases to search (default: PyPI's list).")
-def bisect(scenario, pool, broker, backend, profile, mode, repeats, good, bad, bad_if, signature, versions) -> None:
-    """Find the first release where a scenario's failure shows, between --good and --bad."""
-    from lab.triage import TriageSpec, bisect as run_bisect
+@click.option("--versions", default=None, help="Comma-separated releases to search (default: the index's list).")
+@click.option("--dependency", default=None, help="Bisect this dependency's releases (kombu, billiard, redis, "
+              "amqp, gevent, eventlet, sqlalchemy) with --celery fixed.")
+@click.option("--celery", "celery_version", default=None, help="With --dependency: the Celery release to hold.")
+def bisect(scenario, pool, broker, backend, profile, mode, repeats, python, pins, matrix_file, good, bad, bad_if,
+           signature, versions, dependency, celery_version) -> None:
+    """Find the first release (of Celery, or of --dependency) where a failure shows, between --good and --bad.
 
+    A side where the scenario never ran (install/import failure, no worker ever ready) stops the bisect.
+    """
+    from lab.deps import DEPENDENCIES
+    from lab.triage import bisect as run_bisect
+
+    if dependency and dependency not in DEPENDENCIES:
+        _fail(f"--dependency: unknown {dependency!r}; allowed: {', '.join(sorted(DEPENDENCIES))}")
+    if dependency and not celery_version:
+        _fail("--dependency needs --celery VERSION (the Celery release held fixed)")
     verdicts = list(bad_if) or ["bug", "stall", "incomplete", "lost", "duplicate", "hang", "silent-exit",
                                 "failed-fast"]
-    spec = TriageSpec(scenario, bad, pool, broker, backend, profile, mode, repeats)
+    spec = _spec(scenario, celery_version or bad, pool, broker, backend, profile, mode, repeats, python, pins,
+                 matrix_file)
     try:
         result = run_bisect(spec, good, bad, verdicts, signature, REPORTS,
-                            versions.split(",") if versions else None, log=click.echo)
+                            versions.split(",") if versions else None, log=click.echo, dependency=dependency)
     except MatrixError as exc:
         _fail(str(exc))
+    if result.get("never_ran"):
+        click.echo(result["note"])
+        sys.exit(3)
     click.echo(f"first bad: {result['first_bad']}; last good: {result['last_good']} ({result['note']})")
 
 

@@ -12,6 +12,7 @@ standard-library only and importable by the noxfile.
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,16 +24,23 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 from lab import catalog
+from lab import deps as depsets
+from lab.deps import DEFAULT, DEFAULT_PYTHON, DEPENDENCIES, UNPINNED
 
 MATRIX_KEYS = {
     "description": str, "celery": list, "pools": list, "brokers": list,
     "backends": list, "scenarios": list, "repeats": int, "concurrency": int,
-    "lanes": int, "seed": int, "budget_minutes": int,
+    "lanes": int, "seed": int, "budget_minutes": int, "python": list,
+    **{name: list for name in DEPENDENCIES},   # dependency axes: versions, "default", "unpinned"
 }
 TOP_KEYS = {"matrix", "pins", "profiles", "scenario", "exclude"}
-SCENARIO_KEYS = {"profiles", "modes", "repeats", "pools", "brokers", "backends", "celery"}
-EXCLUDE_KEYS = {"celery", "pool", "broker", "backend", "scenario", "profile", "mode", "reason"}
-PIN_KEYS = {"kombu", "billiard", "redis", "sqlalchemy", "gevent", "eventlet", "extra"}
+SCENARIO_KEYS = {"profiles", "modes", "repeats", "pools", "brokers", "backends", "celery", "python",
+                 *DEPENDENCIES}
+EXCLUDE_KEYS = {"celery", "pool", "broker", "backend", "scenario", "profile", "mode", "reason", "python",
+                *DEPENDENCIES}
+PIN_KEYS = {*DEPENDENCIES, "extra"}
+PYTHON_RE = r"^\d+\.\d+$"
+VERSION_RE = r"^\d+(\.\d+)*([a-z]+\d+)?(\.post\d+)?$"
 PROFILE_KEYS = {"settings", "env", "description"}
 
 
@@ -57,12 +65,22 @@ class Cell:
     repeats: int = 1
     concurrency: int = 2
     seed: int = 1
+    python: str = DEFAULT_PYTHON
+    deps: dict = field(default_factory=dict, hash=False)  # pins that differ from the lab's default
 
     @property
     def cell_id(self) -> str:
+        """Stable key of a cell; the Python and pins appear only when not the lab's default."""
         parts = [self.scenario, f"celery-{self.celery}", self.pool, self.broker,
                  f"be-{self.backend}", self.profile, self.mode]
+        if self.python != DEFAULT_PYTHON:
+            parts.append(f"py{self.python}")
+        parts += [f"{name}-{value}" for name, value in sorted(self.deps.items())]
         return "--".join(p.replace("/", "_").replace("+", "_") for p in parts)
+
+    def depset(self, extra: list[str] | None = None) -> depsets.DepSet:
+        """The exact dependency set (and so the venv) this cell runs in."""
+        return depsets.DepSet.make(self.celery, self.python, dict(self.deps), extra)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,6 +105,8 @@ class Matrix:
     lanes: int
     seed: int
     budget_minutes: int | None
+    python: list[str] = field(default_factory=lambda: [DEFAULT_PYTHON])
+    dep_axes: dict[str, list[str]] = field(default_factory=dict)
     pins: dict[str, dict[str, str]] = field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     scenario_options: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -101,22 +121,36 @@ class Matrix:
                 profiles = opts.get("profiles") or [spec.default_profiles[0]]
                 modes = opts.get("modes") or [spec.modes[0]]
                 repeats = opts.get("repeats", self.repeats)
+                names = sorted(set(self.dep_axes) | {n for n in DEPENDENCIES if n in opts})
+                dep_values = [opts.get(n) or self.dep_axes.get(n) or [DEFAULT] for n in names]
                 axes = itertools.product(
                     opts.get("celery") or self.celery, opts.get("pools") or self.pools,
                     opts.get("brokers") or self.brokers, opts.get("backends") or self.backends,
-                    profiles, modes,
+                    profiles, modes, opts.get("python") or self.python, itertools.product(*dep_values),
                 )
-                for celery, pool, broker, backend, profile, mode in axes:
+                for celery, pool, broker, backend, profile, mode, python, chosen in axes:
+                    requested = {**self.version_pins(celery), **{n: v for n, v in zip(names, chosen) if v != DEFAULT}}
                     cell = Cell(celery, pool, broker, catalog.resolve_backend(backend, broker),
-                                scenario, profile, mode, repeats, self.concurrency, self.seed)
+                                scenario, profile, mode, repeats, self.concurrency, self.seed,
+                                python, depsets.deviations(celery, requested))
                     if not self._excluded(cell) and cell.cell_id not in seen:
                         seen.add(cell.cell_id)
                         out.append(cell)
         return out
 
+    def version_pins(self, celery: str) -> dict[str, str]:
+        """This matrix's [pins."<celery>"] as exact pins (its `extra` NAME==VER tokens included)."""
+        table = dict(self.pins.get(celery, {}))
+        exact, _ = depsets.parse_extra(table.pop("extra", ""))
+        return {**{depsets.canonical(k): v for k, v in table.items()}, **exact}
+
+    def extra_requirements(self, celery: str) -> list[str]:
+        """Requirement strings of [pins."<celery>"].extra that are not NAME==VER."""
+        return depsets.parse_extra(self.pins.get(celery, {}).get("extra", ""))[1]
+
     def _excluded(self, cell: Cell) -> bool:
-        values = cell.to_dict()
-        return any(all(values.get(k) == v for k, v in rule.items() if k != "reason")
+        values = {**cell.to_dict(), **cell.deps}
+        return any(all(str(values.get(k, DEFAULT)) == v for k, v in rule.items() if k != "reason")
                    for rule in self.excludes)
 
     def profile(self, name: str) -> dict[str, Any]:
@@ -176,6 +210,8 @@ def parse_matrix(data: dict[str, Any], file: str, name: str) -> Matrix:
         lanes=_bounded(file, "matrix.lanes", head.get("lanes", 2)),
         seed=head.get("seed", 1), budget_minutes=_budget(file, head.get("budget_minutes")),
         profiles=profiles,
+        python=_pythons(file, "matrix.python", head.get("python", [DEFAULT_PYTHON])),
+        dep_axes={n: _dep_values(file, f"matrix.{n}", head[n]) for n in DEPENDENCIES if n in head},
     )
     for version, pins in _keys(file, "pins", data.get("pins", {}), set(matrix.celery)).items():
         matrix.pins[version] = {k: str(v) for k, v in _keys(file, f"pins.{version}", pins, PIN_KEYS).items()}
@@ -214,7 +250,32 @@ def _scenario_slice(file: str, where: str, sname: str, opts: Any, matrix: Matrix
         checked["celery"] = _names(file, f"{where}.celery", opts["celery"], matrix.celery)
     if "repeats" in opts:
         checked["repeats"] = _bounded(file, f"{where}.repeats", opts["repeats"])
+    if "python" in opts:
+        checked["python"] = _pythons(file, f"{where}.python", opts["python"])
+    for name in DEPENDENCIES:
+        if name in opts:
+            checked[name] = _dep_values(file, f"{where}.{name}", opts[name])
     return checked
+
+
+def _pythons(file: str, field: str, values: Any) -> list[str]:
+    if not isinstance(values, list) or not values:
+        raise MatrixError(file, field, f"must be a non-empty list like [\"3.9\", \"3.12\"], got {values!r}")
+    for index, value in enumerate(values):
+        if value != DEFAULT_PYTHON and not (isinstance(value, str) and re.match(PYTHON_RE, value)):
+            raise MatrixError(file, f"{field}[{index}]", f"{value!r} is not a Python version like \"3.9\" "
+                              f"(or \"{DEFAULT_PYTHON}\", the lab's own interpreter)")
+    return list(values)
+
+
+def _dep_values(file: str, field: str, values: Any) -> list[str]:
+    if not isinstance(values, list) or not values:
+        raise MatrixError(file, field, f"must be a non-empty list of versions, got {values!r}")
+    for index, value in enumerate(values):
+        if value not in (DEFAULT, UNPINNED) and not (isinstance(value, str) and re.match(VERSION_RE, value)):
+            raise MatrixError(file, f"{field}[{index}]", f"{value!r} is not an exact version like \"4.3.0\" "
+                              f"(or \"{DEFAULT}\": the lab's default, \"{UNPINNED}\": drop the era pin)")
+    return list(values)
 
 
 def scenario_profiles(spec: catalog.ScenarioInfo, custom: set[str]) -> list[str]:

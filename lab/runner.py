@@ -31,7 +31,7 @@ from pathlib import Path
 
 from lab import __version__, hostinfo
 from lab.matrix import Cell
-from lab.plan import cell_estimate, load_plan, plan_cells, rerun_command
+from lab.plan import cell_estimate, load_plan, plan_cells, rerun_command, set_of
 from lab.progress import Progress
 from lab.lifetime import popen
 from lab.reaper import (OWNER_ENV, Reaper, child_token, ensure_scope, kill_owned, owned_temp_dir, owner_token,
@@ -121,7 +121,7 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str,
             "services": services.describe(),
             "server_versions": {"broker_server": f"{services.broker.kind} {services.broker.version}",
                                 "backend_server": f"{services.backend.kind} {services.backend.version}"},
-            "rerun": rerun_command(plan, cell)}
+            "rerun": rerun_command(plan, cell), "set": set_of(plan, cell)}
     spec_path = cell_dir / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=2))
     cell_token = child_token(token, namespace)
@@ -165,10 +165,10 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str,
 
 
 def run_cells(run_dir: Path, celery: str | None = None, only: list[str] | None = None,
-              lanes: int | None = None) -> list[ResultRecord]:
-    """Run the version's unrecorded cells; returns the new records. Raises
-    RunnerBusy (another runner has this run dir and version), FileNotFoundError
-    (no plan), KeyboardInterrupt (Ctrl-C: finished records are kept)."""
+              lanes: int | None = None, set_key: str | None = None) -> list[ResultRecord]:
+    """Run the version's (or one dependency set's) unrecorded cells; returns the new
+    records. Raises RunnerBusy (another runner has this run dir and version/set),
+    FileNotFoundError (no plan), KeyboardInterrupt (Ctrl-C: finished records are kept)."""
     run_dir = Path(run_dir).resolve()
     plan = load_plan(run_dir)
     scope = ensure_scope(run_dir.parent.parent)  # reports/runs/<id> -> reports: what `lab cleanup` touches
@@ -179,21 +179,21 @@ def run_cells(run_dir: Path, celery: str | None = None, only: list[str] | None =
     token = child_token(parent, f"runner-{os.getpid()}-{uuid.uuid4().hex[:6]}")
     os.environ[OWNER_ENV] = token
     try:
-        return _run_owned(run_dir, plan, celery, only, lanes, token)
+        return _run_owned(run_dir, plan, celery, only, lanes, token, set_key)
     finally:
         os.environ[OWNER_ENV] = parent
 
 
 def _run_owned(run_dir: Path, plan: dict, celery: str | None, only: list[str] | None,
-               lanes: int | None, token: str) -> list[ResultRecord]:
-    hold = claim(run_dir, celery)
+               lanes: int | None, token: str, set_key: str | None) -> list[ResultRecord]:
+    hold = claim(run_dir, set_key or celery)
     try:
         if hold.swept:
             print(f"resume: stopped {len(hold.swept)} leftover process(es) of the interrupted runner: "
                   + "; ".join(hold.swept), flush=True)
         watchdog = Watchdog.start(token, resume_command(run_dir))
         try:
-            return _run_claimed(run_dir, plan, celery, only, lanes, token, hold.generation)
+            return _run_claimed(run_dir, plan, celery, only, lanes, token, hold.generation, set_key)
         finally:
             watchdog.disarm()
     finally:
@@ -201,11 +201,11 @@ def _run_owned(run_dir: Path, plan: dict, celery: str | None, only: list[str] | 
 
 
 def _run_claimed(run_dir: Path, plan: dict, celery: str | None, only: list[str] | None,
-                 lanes: int | None, token: str, generation: int) -> list[ResultRecord]:
+                 lanes: int | None, token: str, generation: int, set_key: str | None) -> list[ResultRecord]:
     LANES.interrupted = False
     existing = list(read_records([run_dir]))
     done = {r.cell_id for r in existing}
-    cells = [c for c in plan_cells(plan, celery) if c.cell_id not in done
+    cells = [c for c in plan_cells(plan, celery, set_key) if c.cell_id not in done
              and (not only or c.cell_id in only)]
     lanes = lanes or int(plan.get("lanes", 2))
     total = len(plan["cells"]) if not only else len(cells) + len(existing)
@@ -237,6 +237,6 @@ def _run_claimed(run_dir: Path, plan: dict, celery: str | None, only: list[str] 
                   f"{run_dir / 'results.jsonl'}\nresume: {resume_command(run_dir)}", flush=True)
             raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True, **({"cancel_futures": True} if sys.version_info >= (3, 9) else {}))  # 3.8 venvs
             progress.close()
     return results

@@ -158,7 +158,7 @@ def rate_commands(entry: Entry, versions: list[str]) -> list[str]:
     oldest tested release and this one when the cell has a failure signature."""
     base = (f"lab triage {entry.axis('scenario')} --celery {entry.axis('celery')} --pool {entry.axis('pool')} "
             f"--broker {entry.axis('broker')} --backend {entry.axis('backend') or 'auto'} "
-            f"--profile {entry.axis('profile')} --mode {entry.axis('mode')} -n 20")
+            f"--profile {entry.axis('profile')} --mode {entry.axis('mode')}{entry.axis_flags} -n 20")
     out = [base]
     signature = entry.record.outcome.signature
     older = [v for v in versions if version_key(v) < version_key(entry.axis("celery"))]
@@ -166,7 +166,7 @@ def rate_commands(entry: Entry, versions: list[str]) -> list[str]:
         good = older[0] if older else "<older release>"
         out.append(f"lab bisect {entry.axis('scenario')} --good {good} --bad {entry.axis('celery')} "
                    f"--pool {entry.axis('pool')} --broker {entry.axis('broker')} --profile {entry.axis('profile')} "
-                   f"--mode {entry.axis('mode')} --signature {shlex.quote(signature)} -n 20")
+                   f"--mode {entry.axis('mode')}{entry.axis_flags} --signature {shlex.quote(signature)} -n 20")
     return out
 
 

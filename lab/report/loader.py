@@ -22,7 +22,7 @@ from lab.results import PLAN_FILE, RESULTS_FILE, read_records
 from lab.verdict import Verdict
 
 from lab.report.model import (Entry, Flip, Report, RunInfo, ScenarioTable, Section, SignatureSeen,
-                              TableCell, slugify, version_key)
+                              TableCell, mark_version_deviations, slugify, version_key)
 
 
 def _read_plan(run_dir: Path) -> dict[str, Any]:
@@ -153,6 +153,7 @@ def load(run_dirs: list[Path]) -> Report:
             if isinstance(cell, dict) and _cell_id(cell) not in done:
                 planned.setdefault(str(cell.get("scenario", "")), []).append(cell)
     _assign_slugs(entries)
+    mark_version_deviations(entries)
     by_scenario: dict[str, list[Entry]] = {}
     for entry in entries:
         by_scenario.setdefault(entry.axis("scenario"), []).append(entry)

@@ -55,6 +55,27 @@ class Entry:
     record: ResultRecord
     run: RunInfo
     slug: str = ""
+    deps_differ: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (this, common)
+
+    @property
+    def versions_text(self) -> str:
+        return versions_text(self.record)
+
+    @property
+    def axis_flags(self) -> str:
+        """' --python 3.8 --pin billiard==4.2.4' for `lab triage`/`bisect` ('' for the default set)."""
+        cell = self.record.cell
+        flags = [f" --python {cell['python']}"] if cell.get("python") not in (None, "", "default") else []
+        flags += [f" --pin {k}=={v}" for k, v in sorted((cell.get("deps") or {}).items())]
+        return "".join(flags)
+
+    @property
+    def axes_text(self) -> str:
+        """The cell's non-default Python / pins ('py3.8 · billiard 4.2.0'), '' for the lab's default set."""
+        cell = self.record.cell
+        parts = [f"py{cell['python']}"] if cell.get("python") not in (None, "", "default") else []
+        parts += [f"{k} {v}" for k, v in sorted((cell.get("deps") or {}).items())]
+        return " · ".join(parts)
 
     @property
     def cell(self) -> dict[str, Any]:
@@ -192,6 +213,11 @@ class Report:
         return count_verdicts(self.entries)
 
     @property
+    def common_versions(self) -> list[tuple[str, str]]:
+        """(Celery version, its cells' most common package versions as text), oldest Celery first."""
+        return common_versions(self.entries)
+
+    @property
     def wall_s(self) -> float:
         """Wall time: runs of one sharded plan ran side by side, so a plan counts its longest shard."""
         by_plan: dict[str, float] = {}
@@ -280,3 +306,52 @@ def key_figure(record: ResultRecord) -> str:
         if rate.get("verdict") == outcome.verdict.value and rate.get("signature") == outcome.signature:
             return f"{rate.get('k')}/{rate.get('n')}"
     return ""
+
+
+VERSION_KEYS = ("python", "kombu", "billiard", "redis", "amqp", "vine", "gevent", "eventlet", "sqlalchemy")
+
+
+def versions_text(record: ResultRecord) -> str:
+    """'python 3.11.7 · kombu 5.6.2 · billiard 4.2.4 …' from record.versions (what really ran)."""
+    versions = record.versions or {}
+    return " · ".join(f"{k} {versions[k]}" for k in VERSION_KEYS
+                      if versions.get(k) and versions[k] != "not installed")
+
+
+def _by_celery(entries: list[Entry]) -> dict[str, list[Entry]]:
+    groups: dict[str, list[Entry]] = {}
+    for entry in entries:
+        if entry.record.versions:   # a set that never installed has none: nothing to compare
+            groups.setdefault(entry.axis("celery"), []).append(entry)
+    return groups
+
+
+def _common(group: list[Entry]) -> dict[str, str]:
+    """Per package, the most common version among these entries' records."""
+    out = {}
+    for key in VERSION_KEYS:
+        values = Counter(str(e.record.versions[key]) for e in group
+                         if e.record.versions.get(key) and e.record.versions[key] != "not installed")
+        if values:
+            out[key] = values.most_common(1)[0][0]
+    return out
+
+
+def common_versions(entries: list[Entry]) -> list[tuple[str, str]]:
+    """(Celery version, 'python 3.11.7 · kombu 5.7.0 · …') of the run's common set, oldest first."""
+    groups = _by_celery(entries)
+    return [(celery, " · ".join(f"{k} {v}" for k, v in _common(groups[celery]).items()))
+            for celery in sorted(groups, key=version_key)]
+
+
+def mark_version_deviations(entries: list[Entry]) -> None:
+    """Set each entry's `deps_differ`: the packages whose version differs from the most common one
+    among the records of the same Celery version (the run's common set), as name -> (this, common).
+    Records without versions (e.g. a set that never installed) are not compared."""
+    for group in _by_celery(entries).values():
+        common = _common(group)
+        for entry in group:
+            for key, value in common.items():
+                have = entry.record.versions.get(key)
+                if have and have != "not installed" and str(have) != value:
+                    entry.deps_differ[key] = (str(have), value)
