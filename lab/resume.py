@@ -1,10 +1,10 @@
-"""One runner per (run dir, Celery version), a clean start on resume, and the
-exact command that resumes a run.
+"""One runner per (run dir, dependency set or Celery version), a clean start on
+resume, and the exact command that resumes a run.
 
-Contract: `claim(run_dir, celery)` takes an exclusive flock on
-<run-dir>/runners/<celery>.lock (the kernel drops it when the runner dies,
+Contract: `claim(run_dir, key)` (key: the set key, else the Celery version)
+takes an exclusive flock on <run-dir>/runners/<key>.lock (the kernel drops it when the runner dies,
 SIGKILL included; RunnerBusy names the holder while one lives), reads the
-previous runner's state from <celery>.json (pid, start time, token,
+previous runner's state from <key>.json (pid, start time, token,
 generation), SIGKILLs every process that token still owns (not this process
 or its ancestors), removes its temp dirs, and records this runner as
 generation + 1. The generation goes into every cell's namespace, so a cell
