@@ -125,7 +125,7 @@ def run_cell(spec: dict) -> ResultRecord:
         for worker in last_ctx.workers:
             logs[worker.name] = str(worker.log_path.relative_to(run_dir))
         logs["journal"] = str(last_ctx.journal.relative_to(run_dir))
-    environment = {"services": spec.get("services", {}), "notes": notes, "attempts_ready": ready,
+    environment = {"services": spec.get("services", {}), "notes": notes, "lanes": spec.get("lanes", {}), "attempts_ready": ready,
                    "set": spec.get("set", ""),
                    "workers": [w.environment for w in (last_ctx.workers if last_ctx else [])]}
     return ResultRecord(

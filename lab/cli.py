@@ -142,15 +142,26 @@ def _note_missing_pythons(plan_data: dict) -> None:
             click.echo(f"note: {exc}; its cells will be n/a")
 
 
+def _lanes_option(value: str | None) -> int | str | None:
+    """--lanes: None, "auto", or a number within lab.matrix.BOUNDS (exit 2 otherwise)."""
+    from lab.matrix import BOUNDS
+    if value in (None, "auto"):
+        return value
+    low, high, why = BOUNDS["lanes"]
+    if not str(value).isdigit() or not low <= int(value) <= high:
+        _fail(f"--lanes {value}: a number in {low}..{high} or `auto` ({why})")
+    return int(value)
+
+
 @main.command("run-cells")
 @click.option("--run-dir", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True)
 @click.option("--celery", default=None, help="Only cells of this Celery version (the installed one).")
 @click.option("--only", multiple=True, help="Only these cell ids.")
-@click.option("--lanes", type=int, default=None, help="Parallel cells (default: the matrix's lanes).")
+@click.option("--lanes", default=None, help="Parallel cells: a number or `auto` (default: the matrix's lanes).")
 @click.option("--set", "set_key", default=None, help="Only cells of this dependency set (see plan.json).")
 @click.option("--die-with-parent", is_flag=True,
               help="Stop as on SIGTERM when the parent process dies (run-sets, under nox, sets it).")
-def run_cells_cmd(run_dir: Path, celery: str | None, only: tuple[str, ...], lanes: int | None,
+def run_cells_cmd(run_dir: Path, celery: str | None, only: tuple[str, ...], lanes: str | None,
                   set_key: str | None, die_with_parent: bool) -> None:
     """Run planned cells inside the current (Celery) environment."""
     import signal
@@ -166,7 +177,7 @@ def run_cells_cmd(run_dir: Path, celery: str | None, only: tuple[str, ...], lane
     if die_with_parent:  # nox killed: stop the cells, keep the records (a nohup'd runner is not tied)
         lifetime.die_with_parent(signal.SIGTERM)
     try:
-        run_cells(run_dir, celery or installed, list(only), lanes, set_key)
+        run_cells(run_dir, celery or installed, list(only), _lanes_option(lanes), set_key)
     except RunnerBusy as exc:
         _fail(str(exc))
     except (KeyboardInterrupt, SystemExit) as exc:
@@ -184,8 +195,9 @@ def run_cells_cmd(run_dir: Path, celery: str | None, only: tuple[str, ...], lane
 @click.option("--reports", type=click.Path(path_type=Path), default=REPORTS, show_default=True)
 @click.option("--die-with-parent", is_flag=True,
               help="Stop as on SIGTERM when the parent process (nox) dies; the noxfile sets it.")
+@click.option("--lanes", default=None, help="Parallel cells: a number or `auto` (default: the matrix's lanes).")
 def run_sets_cmd(run_dir: Path | None, matrix_name: str | None, set_keys: tuple[str, ...],
-                 only: tuple[str, ...], reports: Path, die_with_parent: bool) -> None:
+                 only: tuple[str, ...], reports: Path, die_with_parent: bool, lanes: str | None) -> None:
     """Build (or reuse) one venv per exact dependency set and run each set's cells in it."""
     import signal
 
@@ -209,7 +221,7 @@ def run_sets_cmd(run_dir: Path | None, matrix_name: str | None, set_keys: tuple[
         write_plan(run_dir, make_plan(matrix, run_id))
         click.echo(f"run dir: {run_dir}")
     try:
-        lines = run_sets(run_dir, list(set_keys), list(only))
+        lines = run_sets(run_dir, list(set_keys), list(only), lanes=_lanes_option(lanes))
         click.echo(f"{len(lines)} dependency set(s) done in {run_dir}")
     except KeyError as exc:
         _fail(str(exc.args[0]))

@@ -30,7 +30,7 @@ from lab.deps import DEFAULT, DEFAULT_PYTHON, DEPENDENCIES, UNPINNED
 MATRIX_KEYS = {
     "description": str, "celery": list, "pools": list, "brokers": list,
     "backends": list, "scenarios": list, "repeats": int, "concurrency": int,
-    "lanes": int, "seed": int, "budget_minutes": int, "python": list,
+    "lanes": (int, str), "seed": int, "budget_minutes": int, "python": list,
     **{name: list for name in DEPENDENCIES},   # dependency axes: versions, "default", "unpinned"
 }
 TOP_KEYS = {"matrix", "pins", "profiles", "scenario", "exclude"}
@@ -102,7 +102,7 @@ class Matrix:
     scenarios: list[str]
     repeats: int
     concurrency: int
-    lanes: int
+    lanes: int | str  # a number, or "auto" (lab.lanes)
     seed: int
     budget_minutes: int | None
     python: list[str] = field(default_factory=lambda: [DEFAULT_PYTHON])
@@ -191,7 +191,8 @@ def parse_matrix(data: dict[str, Any], file: str, name: str) -> Matrix:
     head = _keys(file, "matrix", data.get("matrix", {}), MATRIX_KEYS)
     for key, kind in MATRIX_KEYS.items():
         if key in head and not isinstance(head[key], kind):
-            raise MatrixError(file, f"matrix.{key}", f"must be a {kind.__name__}, got {head[key]!r}")
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise MatrixError(file, f"matrix.{key}", f"must be a {names}, got {head[key]!r}")
     profiles = {}
     for pname, table in _keys(file, "profiles", data.get("profiles", {}), set(data.get("profiles", {}))).items():
         _keys(file, f"profiles.{pname}", table, PROFILE_KEYS)
@@ -207,7 +208,7 @@ def parse_matrix(data: dict[str, Any], file: str, name: str) -> Matrix:
         scenarios=_names(file, "matrix.scenarios", head.get("scenarios"), catalog.SCENARIOS),
         repeats=_bounded(file, "matrix.repeats", head.get("repeats", 1)),
         concurrency=_bounded(file, "matrix.concurrency", head.get("concurrency", 2)),
-        lanes=_bounded(file, "matrix.lanes", head.get("lanes", 2)),
+        lanes=_lanes(file, head.get("lanes", 2)),
         seed=head.get("seed", 1), budget_minutes=_budget(file, head.get("budget_minutes")),
         profiles=profiles,
         python=_pythons(file, "matrix.python", head.get("python", [DEFAULT_PYTHON])),
@@ -305,6 +306,15 @@ def _bounded(file: str, field: str, value: Any) -> int:
     if not low <= value <= high:
         raise MatrixError(file, field, f"{value} is outside {low}..{high}: {why}")
     return value
+
+
+def _lanes(file: str, value: Any) -> int | str:
+    """matrix.lanes: a number within BOUNDS, or "auto" (lab.lanes: admitted by measured CPU load)."""
+    if isinstance(value, str):
+        if value != "auto":
+            raise MatrixError(file, "matrix.lanes", f"{value!r}: a number of lanes or \"auto\"")
+        return value
+    return _bounded(file, "matrix.lanes", value)
 
 
 def _budget(file: str, value: Any) -> int | None:

@@ -34,9 +34,13 @@ def cell_estimate(cell: Cell) -> float:
     return catalog.SCENARIOS[cell.scenario].estimate(cell.mode) * cell.repeats
 
 
-def estimate_seconds(cells: list[Cell], lanes: int, versions: int) -> float:
+AUTO_LANES_SPEEDUP = 2.0  # what `lanes = "auto"` gave over 1 lane on 2 cores (bench/bench_lanes.py)
+
+
+def estimate_seconds(cells: list[Cell], lanes: int | str, versions: int) -> float:
     work = sum(cell_estimate(c) for c in cells)
-    return work / max(1, lanes) + versions * VENV_ESTIMATE_S
+    effective = AUTO_LANES_SPEEDUP if lanes == "auto" else max(1, int(lanes))
+    return work / effective + versions * VENV_ESTIMATE_S
 
 
 def make_plan(matrix: Matrix, run_id: str, shard: tuple[int, int] | None = None) -> dict[str, Any]:

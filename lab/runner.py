@@ -33,6 +33,7 @@ from lab import __version__, hostinfo
 from lab.matrix import Cell
 from lab.plan import cell_estimate, load_plan, plan_cells, rerun_command, set_of
 from lab.progress import Progress
+from lab.lanes import LaneGate
 from lab.lifetime import popen
 from lab.reaper import (OWNER_ENV, Reaper, child_token, ensure_scope, kill_owned, owned_temp_dir, owner_token,
                         remove_stale_temp_dirs)
@@ -97,7 +98,8 @@ def recorded(run_dir: Path, cell_id: str, since: float = 0.0) -> ResultRecord | 
 
 
 def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str,
-            generation: int = 1) -> ResultRecord:
+            generation: int = 1, python: str | None = None, lanes: dict | None = None) -> ResultRecord:
+    """Provision, run `python -m lab.cellrun` (with the cell's set's interpreter), record."""
     started = time.time()
     cell_dir = run_dir / "cells" / cell.cell_id
     shutil.rmtree(cell_dir / "services", ignore_errors=True)  # an interrupted try's SQLite files
@@ -121,18 +123,22 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str,
             "services": services.describe(),
             "server_versions": {"broker_server": f"{services.broker.kind} {services.broker.version}",
                                 "backend_server": f"{services.backend.kind} {services.backend.version}"},
-            "rerun": rerun_command(plan, cell), "set": set_of(plan, cell)}
+            "rerun": rerun_command(plan, cell), "set": set_of(plan, cell), "lanes": lanes or {}}
     spec_path = cell_dir / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=2))
     cell_token = child_token(token, namespace)
     env = {**os.environ, OWNER_ENV: cell_token}
+    python = python or sys.executable
+    if python != sys.executable:  # the set's venv: its python, its scripts first on PATH
+        venv = Path(python).parent.parent
+        env.update(VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")
     bound = cell_estimate(cell) * 4 + CELL_SLACK_S
     out_path = cell_dir / "cellrun.log"
     proc = None
     try:
         with open(out_path, "wb") as out:
             # SIGKILL with the runner: a cell whose runner is gone never appends a record
-            proc = popen([sys.executable, "-m", "lab.cellrun", str(spec_path)], signal.SIGKILL,
+            proc = popen([python, "-m", "lab.cellrun", str(spec_path)], signal.SIGKILL,
                          stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
             with LANES.lock:
                 LANES.active.add(proc)
@@ -165,9 +171,13 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str,
 
 
 def run_cells(run_dir: Path, celery: str | None = None, only: list[str] | None = None,
-              lanes: int | None = None, set_key: str | None = None) -> list[ResultRecord]:
+              lanes: int | str | None = None, set_key: str | None = None,
+              pythons: dict[str, str] | None = None) -> list[ResultRecord]:
     """Run the version's (or one dependency set's) unrecorded cells; returns the new
-    records. Raises RunnerBusy (another runner has this run dir and version/set),
+    records. With `pythons` ({set key: venv python}), run the cells of all those sets
+    in one schedule, longest estimate first, each with its set's interpreter (the
+    caller built the venvs). `lanes`: a number or "auto" (lab.lanes.LaneGate).
+    Raises RunnerBusy (another runner has this run dir and version/set),
     FileNotFoundError (no plan), KeyboardInterrupt (Ctrl-C: finished records are kept)."""
     run_dir = Path(run_dir).resolve()
     plan = load_plan(run_dir)
@@ -179,21 +189,22 @@ def run_cells(run_dir: Path, celery: str | None = None, only: list[str] | None =
     token = child_token(parent, f"runner-{os.getpid()}-{uuid.uuid4().hex[:6]}")
     os.environ[OWNER_ENV] = token
     try:
-        return _run_owned(run_dir, plan, celery, only, lanes, token, set_key)
+        return _run_owned(run_dir, plan, celery, only, lanes, token, set_key, pythons)
     finally:
         os.environ[OWNER_ENV] = parent
 
 
 def _run_owned(run_dir: Path, plan: dict, celery: str | None, only: list[str] | None,
-               lanes: int | None, token: str, set_key: str | None) -> list[ResultRecord]:
-    hold = claim(run_dir, set_key or celery)
+               lanes: int | str | None, token: str, set_key: str | None,
+               pythons: dict[str, str] | None) -> list[ResultRecord]:
+    hold = claim(run_dir, set_key or celery or ("all" if pythons else None))
     try:
         if hold.swept:
             print(f"resume: stopped {len(hold.swept)} leftover process(es) of the interrupted runner: "
                   + "; ".join(hold.swept), flush=True)
         watchdog = Watchdog.start(token, resume_command(run_dir))
         try:
-            return _run_claimed(run_dir, plan, celery, only, lanes, token, hold.generation, set_key)
+            return _run_claimed(run_dir, plan, celery, only, lanes, token, hold.generation, set_key, pythons)
         finally:
             watchdog.disarm()
     finally:
@@ -201,16 +212,22 @@ def _run_owned(run_dir: Path, plan: dict, celery: str | None, only: list[str] | 
 
 
 def _run_claimed(run_dir: Path, plan: dict, celery: str | None, only: list[str] | None,
-                 lanes: int | None, token: str, generation: int, set_key: str | None) -> list[ResultRecord]:
+                 lanes: int | str | None, token: str, generation: int, set_key: str | None,
+                 pythons: dict[str, str] | None) -> list[ResultRecord]:
     LANES.interrupted = False
     existing = list(read_records([run_dir]))
     done = {r.cell_id for r in existing}
     cells = [c for c in plan_cells(plan, celery, set_key) if c.cell_id not in done
-             and (not only or c.cell_id in only)]
-    lanes = lanes or int(plan.get("lanes", 2))
+             and (not only or c.cell_id in only) and (pythons is None or set_of(plan, c) in pythons)]
+    order = {c.cell_id: i for i, c in enumerate(cells)}
+    cells.sort(key=lambda c: (-cell_estimate(c), order[c.cell_id]))  # longest first: no idle lane at the end
+    lanes = lanes or plan.get("lanes", 2)
+    gate = LaneGate(None if lanes == "auto" else int(lanes), auto=lanes == "auto")
     total = len(plan["cells"]) if not only else len(cells) + len(existing)
-    progress = Progress(total, existing, lanes, label=f"celery {celery or 'all'}")
-    print(f"celery {celery}: {len(cells)} cell(s) to run in {lanes} lane(s); "
+    progress = Progress(total, existing, gate.limit, label=f"celery {celery or 'all'}")
+    what = f"{len(pythons)} dependency set(s)" if pythons else f"celery {celery}"
+    print(f"{what}: {len(cells)} cell(s) to run in "
+          f"{'up to ' + str(gate.limit) + ' lane(s) by load' if gate.auto else str(gate.limit) + ' lane(s)'}; "
           f"{len(existing)} already recorded in {run_dir}"
           + (f" (resume generation {generation})" if generation > 1 else ""), flush=True)
     results: list[ResultRecord] = []
@@ -222,12 +239,16 @@ def _run_claimed(run_dir: Path, plan: dict, celery: str | None, only: list[str] 
         reaper.add("sweep run processes", lambda: kill_owned(token))
 
         def lane(cell: Cell) -> ResultRecord:
-            t0 = time.monotonic()
-            record = run_one(plan, cell, run_dir, hub, token, generation)
+            with gate.admit():
+                t0 = time.monotonic()
+                python = (pythons or {}).get(set_of(plan, cell))
+                record = run_one(plan, cell, run_dir, hub, token, generation, python,
+                                 {"running": gate.running, "load": round(gate.load, 2), **gate.describe()})
             progress.update(record, time.monotonic() - t0)
             return record
 
-        pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="lane")
+        reaper.add("stop lane sampler", gate.close)
+        pool = ThreadPoolExecutor(max_workers=gate.limit, thread_name_prefix="lane")
         try:
             results = list(pool.map(lane, cells))
         except BaseException as exc:

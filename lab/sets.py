@@ -14,10 +14,8 @@ print. The exit status of a cell run is not an error here (records are).
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional, Union
 
 from lab.deps import DepSet
 from lab.interpreters import InterpreterMissing
@@ -53,14 +51,16 @@ def sets_to_run(plan: dict, keys: Optional[List[str]] = None, only: Optional[Lis
 
 
 def run_sets(run_dir: Path, keys: Optional[List[str]] = None, only: Optional[List[str]] = None,
-             venv_root: Optional[Path] = None, log: Callable[[str], None] = print) -> List[str]:
+             venv_root: Optional[Path] = None, log: Callable[[str], None] = print,
+             lanes: Union[int, str, None] = None) -> List[str]:
     run_dir = Path(run_dir).resolve()
     plan = load_plan(run_dir)
     sets = plan_sets(plan)
     unknown = sorted(set(keys or []) - set(sets))
     if unknown:
         raise KeyError(f"--set {', '.join(unknown)}: not in this plan; its sets: {', '.join(sets)}")
-    lines = []
+    lines: List[str] = []
+    pythons: Dict[str, str] = {}
     for key in sets_to_run(plan, keys, only, done_cell_ids(run_dir)):
         depset = DepSet.from_dict(sets[key])
         try:
@@ -78,12 +78,9 @@ def run_sets(run_dir: Path, keys: Optional[List[str]] = None, only: Optional[Lis
             continue
         log(f"set {key}: venv {venv.path} ({'created' if venv.created else 'reused'} in {venv.seconds:.1f}s, "
             f"python {venv.version})")
-        argv = [venv.python, "-m", "lab", "run-cells", "--run-dir", str(run_dir), "--set", key, "--die-with-parent",
-                "--celery", depset.celery, *[a for cell_id in (only or []) for a in ("--only", cell_id)]]
-        proc = subprocess.run(argv, env={**os.environ, "VIRTUAL_ENV": str(venv.path)})
-        lines.append(f"set {key}: cells ran (exit {proc.returncode}); venv "
-                     f"{'created' if venv.created else 'reused'} in {venv.seconds:.1f}s")
-        log(lines[-1])
-        if proc.returncode == 130:
-            raise KeyboardInterrupt
+        pythons[key] = str(venv.python)
+        lines.append(f"set {key}: venv {'created' if venv.created else 'reused'} in {venv.seconds:.1f}s")
+    if pythons:  # one schedule over every set: longest cells first, lanes by load (lab.runner)
+        from lab.runner import run_cells
+        run_cells(run_dir, only=only or None, lanes=lanes, pythons=pythons)
     return lines
