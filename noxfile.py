@@ -115,10 +115,15 @@ for _key in _shipped_sets():
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Print timing figures: smoke matrix wall time, venv time, start-to-ready per pool."""
+    """Print timing figures: smoke matrix, venv time, start-to-ready per pool; `-- matrix ...`: bench/bench_matrix.py."""
     _install_lab(session, "[test]")
     session.install(*DepSet.make(TEST_CELERY).requirements())
-    session.run("python", "bench/bench_smoke.py", *session.posargs)
+    args = list(session.posargs)
+    if args[:1] == ["matrix"]:  # wall time, overhead ratio, lane speed-up, shard balance
+        session.install(UV)
+        session.run("python", "bench/bench_matrix.py", *args[1:])
+    else:
+        session.run("python", "bench/bench_smoke.py", *args)
 
 
 @nox.session
