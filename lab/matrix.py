@@ -1,7 +1,8 @@
 """Load, validate and expand matrices/*.toml into Cells.
 
 Contract: `load_matrix(path)` either returns a Matrix whose every name is known
-or raises MatrixError naming the file, the field and the allowed values —
+or raises MatrixError naming the file, the field and the allowed values (or
+the bounds and why: BOUNDS; a scenario's profiles: `scenario_profiles`) —
 before anything starts. `Matrix.cells()` is the deterministic cross product
 minus exclusions; `Cell.cell_id` is stable across runs (it keys results).
 The catalog of known names is passed in (lab.catalog), so this module stays
@@ -11,6 +12,7 @@ standard-library only and importable by the noxfile.
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,16 +24,23 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 from lab import catalog
+from lab import deps as depsets
+from lab.deps import DEFAULT, DEFAULT_PYTHON, DEPENDENCIES, UNPINNED
 
 MATRIX_KEYS = {
     "description": str, "celery": list, "pools": list, "brokers": list,
     "backends": list, "scenarios": list, "repeats": int, "concurrency": int,
-    "lanes": int, "seed": int, "budget_minutes": int,
+    "lanes": (int, str), "seed": int, "budget_minutes": int, "python": list,
+    **{name: list for name in DEPENDENCIES},   # dependency axes: versions, "default", "unpinned"
 }
 TOP_KEYS = {"matrix", "pins", "profiles", "scenario", "exclude"}
-SCENARIO_KEYS = {"profiles", "modes", "repeats", "pools", "brokers", "backends", "celery"}
-EXCLUDE_KEYS = {"celery", "pool", "broker", "backend", "scenario", "profile", "mode", "reason"}
-PIN_KEYS = {"kombu", "billiard", "redis", "sqlalchemy", "gevent", "eventlet", "extra"}
+SCENARIO_KEYS = {"profiles", "modes", "repeats", "pools", "brokers", "backends", "celery", "python",
+                 *DEPENDENCIES}
+EXCLUDE_KEYS = {"celery", "pool", "broker", "backend", "scenario", "profile", "mode", "reason", "python",
+                *DEPENDENCIES}
+PIN_KEYS = {*DEPENDENCIES, "extra"}
+PYTHON_RE = r"^\d+\.\d+$"
+VERSION_RE = r"^\d+(\.\d+)*([a-z]+\d+)?(\.post\d+)?$"
 PROFILE_KEYS = {"settings", "env", "description"}
 
 
@@ -56,12 +65,22 @@ class Cell:
     repeats: int = 1
     concurrency: int = 2
     seed: int = 1
+    python: str = DEFAULT_PYTHON
+    deps: dict = field(default_factory=dict, hash=False)  # pins that differ from the lab's default
 
     @property
     def cell_id(self) -> str:
+        """Stable key of a cell; the Python and pins appear only when not the lab's default."""
         parts = [self.scenario, f"celery-{self.celery}", self.pool, self.broker,
                  f"be-{self.backend}", self.profile, self.mode]
+        if self.python != DEFAULT_PYTHON:
+            parts.append(f"py{self.python}")
+        parts += [f"{name}-{value}" for name, value in sorted(self.deps.items())]
         return "--".join(p.replace("/", "_").replace("+", "_") for p in parts)
+
+    def depset(self, extra: list[str] | None = None) -> depsets.DepSet:
+        """The exact dependency set (and so the venv) this cell runs in."""
+        return depsets.DepSet.make(self.celery, self.python, dict(self.deps), extra)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,9 +102,11 @@ class Matrix:
     scenarios: list[str]
     repeats: int
     concurrency: int
-    lanes: int
+    lanes: int | str  # a number, or "auto" (lab.lanes)
     seed: int
     budget_minutes: int | None
+    python: list[str] = field(default_factory=lambda: [DEFAULT_PYTHON])
+    dep_axes: dict[str, list[str]] = field(default_factory=dict)
     pins: dict[str, dict[str, str]] = field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     scenario_options: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -100,22 +121,36 @@ class Matrix:
                 profiles = opts.get("profiles") or [spec.default_profiles[0]]
                 modes = opts.get("modes") or [spec.modes[0]]
                 repeats = opts.get("repeats", self.repeats)
+                names = sorted(set(self.dep_axes) | {n for n in DEPENDENCIES if n in opts})
+                dep_values = [opts.get(n) or self.dep_axes.get(n) or [DEFAULT] for n in names]
                 axes = itertools.product(
                     opts.get("celery") or self.celery, opts.get("pools") or self.pools,
                     opts.get("brokers") or self.brokers, opts.get("backends") or self.backends,
-                    profiles, modes,
+                    profiles, modes, opts.get("python") or self.python, itertools.product(*dep_values),
                 )
-                for celery, pool, broker, backend, profile, mode in axes:
+                for celery, pool, broker, backend, profile, mode, python, chosen in axes:
+                    requested = {**self.version_pins(celery), **{n: v for n, v in zip(names, chosen) if v != DEFAULT}}
                     cell = Cell(celery, pool, broker, catalog.resolve_backend(backend, broker),
-                                scenario, profile, mode, repeats, self.concurrency, self.seed)
+                                scenario, profile, mode, repeats, self.concurrency, self.seed,
+                                python, depsets.deviations(celery, requested))
                     if not self._excluded(cell) and cell.cell_id not in seen:
                         seen.add(cell.cell_id)
                         out.append(cell)
         return out
 
+    def version_pins(self, celery: str) -> dict[str, str]:
+        """This matrix's [pins."<celery>"] as exact pins (its `extra` NAME==VER tokens included)."""
+        table = dict(self.pins.get(celery, {}))
+        exact, _ = depsets.parse_extra(table.pop("extra", ""))
+        return {**{depsets.canonical(k): v for k, v in table.items()}, **exact}
+
+    def extra_requirements(self, celery: str) -> list[str]:
+        """Requirement strings of [pins."<celery>"].extra that are not NAME==VER."""
+        return depsets.parse_extra(self.pins.get(celery, {}).get("extra", ""))[1]
+
     def _excluded(self, cell: Cell) -> bool:
-        values = cell.to_dict()
-        return any(all(values.get(k) == v for k, v in rule.items() if k != "reason")
+        values = {**cell.to_dict(), **cell.deps}
+        return any(all(str(values.get(k, DEFAULT)) == v for k, v in rule.items() if k != "reason")
                    for rule in self.excludes)
 
     def profile(self, name: str) -> dict[str, Any]:
@@ -156,7 +191,8 @@ def parse_matrix(data: dict[str, Any], file: str, name: str) -> Matrix:
     head = _keys(file, "matrix", data.get("matrix", {}), MATRIX_KEYS)
     for key, kind in MATRIX_KEYS.items():
         if key in head and not isinstance(head[key], kind):
-            raise MatrixError(file, f"matrix.{key}", f"must be a {kind.__name__}, got {head[key]!r}")
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise MatrixError(file, f"matrix.{key}", f"must be a {names}, got {head[key]!r}")
     profiles = {}
     for pname, table in _keys(file, "profiles", data.get("profiles", {}), set(data.get("profiles", {}))).items():
         _keys(file, f"profiles.{pname}", table, PROFILE_KEYS)
@@ -170,10 +206,13 @@ def parse_matrix(data: dict[str, Any], file: str, name: str) -> Matrix:
         brokers=_names(file, "matrix.brokers", head.get("brokers", ["redis"]), catalog.BROKERS),
         backends=_names(file, "matrix.backends", head.get("backends", ["auto"]), catalog.BACKENDS),
         scenarios=_names(file, "matrix.scenarios", head.get("scenarios"), catalog.SCENARIOS),
-        repeats=_positive(file, "matrix.repeats", head.get("repeats", 1)),
-        concurrency=_positive(file, "matrix.concurrency", head.get("concurrency", 2)),
-        lanes=_positive(file, "matrix.lanes", head.get("lanes", 2)),
-        seed=head.get("seed", 1), budget_minutes=head.get("budget_minutes"), profiles=profiles,
+        repeats=_bounded(file, "matrix.repeats", head.get("repeats", 1)),
+        concurrency=_bounded(file, "matrix.concurrency", head.get("concurrency", 2)),
+        lanes=_lanes(file, head.get("lanes", 2)),
+        seed=head.get("seed", 1), budget_minutes=_budget(file, head.get("budget_minutes")),
+        profiles=profiles,
+        python=_pythons(file, "matrix.python", head.get("python", [DEFAULT_PYTHON])),
+        dep_axes={n: _dep_values(file, f"matrix.{n}", head[n]) for n in DEPENDENCIES if n in head},
     )
     for version, pins in _keys(file, "pins", data.get("pins", {}), set(matrix.celery)).items():
         matrix.pins[version] = {k: str(v) for k, v in _keys(file, f"pins.{version}", pins, PIN_KEYS).items()}
@@ -200,8 +239,8 @@ def _scenario_slice(file: str, where: str, sname: str, opts: Any, matrix: Matrix
     spec = catalog.SCENARIOS[sname]
     checked = dict(opts)
     if "profiles" in opts:
-        allowed = known_profiles if spec.takes_profiles else spec.default_profiles
-        checked["profiles"] = _names(file, f"{where}.profiles", opts["profiles"], allowed)
+        checked["profiles"] = _names(file, f"{where}.profiles", opts["profiles"],
+                                     scenario_profiles(spec, set(matrix.profiles)))
     if "modes" in opts:
         checked["modes"] = _names(file, f"{where}.modes", opts["modes"], spec.modes)
     for axis, allowed in (("pools", catalog.POOLS), ("brokers", catalog.BROKERS),
@@ -211,8 +250,82 @@ def _scenario_slice(file: str, where: str, sname: str, opts: Any, matrix: Matrix
     if "celery" in opts:
         checked["celery"] = _names(file, f"{where}.celery", opts["celery"], matrix.celery)
     if "repeats" in opts:
-        checked["repeats"] = _positive(file, f"{where}.repeats", opts["repeats"])
+        checked["repeats"] = _bounded(file, f"{where}.repeats", opts["repeats"])
+    if "python" in opts:
+        checked["python"] = _pythons(file, f"{where}.python", opts["python"])
+    for name in DEPENDENCIES:
+        if name in opts:
+            checked[name] = _dep_values(file, f"{where}.{name}", opts[name])
     return checked
+
+
+def _pythons(file: str, field: str, values: Any) -> list[str]:
+    if not isinstance(values, list) or not values:
+        raise MatrixError(file, field, f"must be a non-empty list like [\"3.9\", \"3.12\"], got {values!r}")
+    for index, value in enumerate(values):
+        if value != DEFAULT_PYTHON and not (isinstance(value, str) and re.match(PYTHON_RE, value)):
+            raise MatrixError(file, f"{field}[{index}]", f"{value!r} is not a Python version like \"3.9\" "
+                              f"(or \"{DEFAULT_PYTHON}\", the lab's own interpreter)")
+    return list(values)
+
+
+def _dep_values(file: str, field: str, values: Any) -> list[str]:
+    if not isinstance(values, list) or not values:
+        raise MatrixError(file, field, f"must be a non-empty list of versions, got {values!r}")
+    for index, value in enumerate(values):
+        if value not in (DEFAULT, UNPINNED) and not (isinstance(value, str) and re.match(VERSION_RE, value)):
+            raise MatrixError(file, f"{field}[{index}]", f"{value!r} is not an exact version like \"4.3.0\" "
+                              f"(or \"{DEFAULT}\": the lab's default, \"{UNPINNED}\": drop the era pin)")
+    return list(values)
+
+
+def scenario_profiles(spec: catalog.ScenarioInfo, custom: set[str]) -> list[str]:
+    """The profiles a scenario can run: the catalog profiles it lists (another
+    catalog profile would be ignored by it, e.g. `acks-late` in shutdown-race,
+    whose profiles are signal plans) and, if it takes profiles, the matrix's own
+    [profiles.NAME] tables."""
+    return list(spec.default_profiles) + (sorted(custom) if spec.takes_profiles else [])
+
+
+# (low, high, why): a value outside is refused at load, before anything starts
+BOUNDS = {
+    "repeats": (1, 1000, "each repeat is a real worker run of the cell (1000 gives a rate below 0.4% "
+                         "at 0 of 1000; `lab triage -n` is for more)"),
+    "lanes": (1, 16, "each lane runs a cell with its own broker and workers at once; beyond the "
+                     "machine's cores timing-sensitive verdicts distort"),
+    "concurrency": (1, 64, "pool processes / threads / greenlets per worker; the scenarios' workloads "
+                           "use a handful"),
+}
+BUDGET_MAX_MINUTES = 7 * 24 * 60
+
+
+def _bounded(file: str, field: str, value: Any) -> int:
+    """A positive integer within BOUNDS[the field's last part]; MatrixError says the bound and why."""
+    value = _positive(file, field, value)
+    low, high, why = BOUNDS[field.rsplit(".", 1)[-1]]
+    if not low <= value <= high:
+        raise MatrixError(file, field, f"{value} is outside {low}..{high}: {why}")
+    return value
+
+
+def _lanes(file: str, value: Any) -> int | str:
+    """matrix.lanes: a number within BOUNDS, or "auto" (lab.lanes: admitted by measured CPU load)."""
+    if isinstance(value, str):
+        if value != "auto":
+            raise MatrixError(file, "matrix.lanes", f"{value!r}: a number of lanes or \"auto\"")
+        return value
+    return _bounded(file, "matrix.lanes", value)
+
+
+def _budget(file: str, value: Any) -> int | None:
+    """budget_minutes: absent, or minutes in 1..one week (`lab plan` refuses a plan over it)."""
+    if value is None:
+        return None
+    value = _positive(file, "matrix.budget_minutes", value)
+    if value > BUDGET_MAX_MINUTES:
+        raise MatrixError(file, "matrix.budget_minutes", f"{value} is outside 1..{BUDGET_MAX_MINUTES} "
+                          "(one week): a budget is the wall time the plan may take")
+    return value
 
 
 def _positive(file: str, field: str, value: Any) -> int:

@@ -4,10 +4,13 @@ that happen before any cell can start (a Celery version that will not install).
 Contract: `make_plan(matrix, run_id)` is a JSON-able dict written once to
 <run-dir>/plan.json; every later step (per-version sessions, the report)
 reads the cells from it, so all agree on what the run contains.
-`record_install_failure` turns an install failure into one `error` record
-per cell of that version, so a bad version never crashes the run and never
-silently disappears from the report. Standard library only: the noxfile
-calls it from a venv where installing Celery failed.
+`check_budget` refuses a plan estimated over the matrix's budget_minutes.
+`plan["sets"]` maps each dependency-set key (lab.deps.DepSet: Python +
+Celery + pins) to its exact requirements; every planned cell names its set.
+`record_setup_failure` turns a set that cannot be built into one record per
+cell of that set — `setup-failed` naming the conflict, or `n/a` when the
+interpreter is missing — so a bad set never crashes the run and never
+silently disappears from the report. Standard library only.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from lab import __version__, catalog
-from lab.matrix import Cell, Matrix
+from lab.matrix import Cell, Matrix, MatrixError
 from lab.results import PLAN_FILE, ResultRecord, append_record, done_cell_ids, write_json
 from lab.verdict import Outcome, Verdict
+from lab.sides import setup_failed_outcome
 
 VENV_ESTIMATE_S = 25.0  # creating one Celery venv with uv, measured by bench/
 
@@ -30,22 +34,56 @@ def cell_estimate(cell: Cell) -> float:
     return catalog.SCENARIOS[cell.scenario].estimate(cell.mode) * cell.repeats
 
 
-def estimate_seconds(cells: list[Cell], lanes: int, versions: int) -> float:
+AUTO_LANES_SPEEDUP = 2.0  # what `lanes = "auto"` gave over 1 lane on 2 cores (bench/bench_lanes.py)
+
+
+def estimate_seconds(cells: list[Cell], lanes: int | str, versions: int) -> float:
     work = sum(cell_estimate(c) for c in cells)
-    return work / max(1, lanes) + versions * VENV_ESTIMATE_S
+    effective = AUTO_LANES_SPEEDUP if lanes == "auto" else max(1, int(lanes))
+    return work / effective + versions * VENV_ESTIMATE_S
 
 
-def make_plan(matrix: Matrix, run_id: str) -> dict[str, Any]:
+def make_plan(matrix: Matrix, run_id: str, shard: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The plan of a run; with `shard=(i, n)`, only shard i of n (lab.shard.balance), marked
+    with the whole plan's id so `lab report` merges the shards as one run."""
+    from lab.shard import plan_id, shard_of
+
     cells = matrix.cells()
+    whole = plan_id(cells)
+    info = None
+    if shard:
+        info = {"index": shard[0], "of": shard[1], "plan_id": whole, "cells_total": len(cells)}
+        cells = shard_of(cells, shard[0], shard[1], cell_estimate)
+    versions = sorted({c.celery for c in cells}, key=matrix.celery.index)
+    sets: dict[str, dict[str, Any]] = {}
+    cell_dicts = []
+    for cell in cells:
+        depset = cell.depset(matrix.extra_requirements(cell.celery))
+        sets.setdefault(depset.key, {**depset.to_dict(), "cells": 0})["cells"] += 1
+        cell_dicts.append({**cell.to_dict(), "set": depset.key})
     return {
         "run_id": run_id, "matrix": matrix.name, "matrix_path": matrix.path,
         "description": matrix.description, "lanes": matrix.lanes,
-        "celery": matrix.celery, "pins": matrix.pins, "profiles": matrix.profiles,
-        "cells": [c.to_dict() for c in cells],
-        "estimate_s": round(estimate_seconds(cells, matrix.lanes, len(matrix.celery))),
+        "celery": versions if shard else matrix.celery, "pins": matrix.pins, "profiles": matrix.profiles,
+        "sets": sets, "cells": cell_dicts, "plan_id": whole, "shard": info,
+        "estimate_s": round(estimate_seconds(cells, matrix.lanes, len(sets))),
         "started_at": time.time(), "lab_version": __version__,
         "host": {"cores": os.cpu_count(), "load1": round(os.getloadavg()[0], 2)},
     }
+
+
+def check_budget(matrix: Matrix, estimate_s: float, over_budget: bool = False) -> str | None:
+    """Refuse (MatrixError on matrix.budget_minutes) a plan whose estimate exceeds
+    the matrix's budget unless `over_budget`; returns a note when over and allowed."""
+    budget = matrix.budget_minutes
+    if budget is None or estimate_s <= budget * 60:
+        return None
+    text = f"the plan's estimate, {estimate_s / 60:.1f} min, exceeds the budget of {budget} min"
+    if over_budget:
+        return f"{text} (--over-budget: running anyway)"
+    raise MatrixError(matrix.path, "matrix.budget_minutes",
+                      f"{text}; shrink the matrix or pass --over-budget "
+                      "(`nox -s matrix -- --matrix NAME --over-budget`)")
 
 
 def write_plan(run_dir: Path, plan: dict[str, Any]) -> Path:
@@ -61,38 +99,75 @@ def load_plan(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def plan_cells(plan: dict[str, Any], celery: str | None = None) -> list[Cell]:
-    cells = [Cell.from_dict(c) for c in plan["cells"]]
-    return [c for c in cells if celery is None or c.celery == celery]
+def _vkey(version: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
+
+
+def cell_set_key(plan: dict[str, Any], cell_dict: dict[str, Any]) -> str:
+    """The dependency-set key of a planned cell (plans from before sets: its Celery version)."""
+    return str(cell_dict.get("set") or cell_dict.get("celery"))
+
+
+_SET_INDEX: dict[int, tuple[dict, dict[str, str]]] = {}
+
+
+def set_of(plan: dict[str, Any], cell: Cell) -> str:
+    """The dependency-set key the plan gave this cell (an index built once per plan: O(1) per cell)."""
+    cached = _SET_INDEX.get(id(plan))
+    if cached is None or cached[0] is not plan:
+        index = {Cell.from_dict(d).cell_id: cell_set_key(plan, d) for d in plan["cells"]}
+        _SET_INDEX.clear()
+        _SET_INDEX[id(plan)] = cached = (plan, index)
+    return cached[1].get(cell.cell_id) or cell.depset().key
+
+
+def plan_cells(plan: dict[str, Any], celery: str | None = None, set_key: str | None = None) -> list[Cell]:
+    """Planned cells, optionally only one Celery version's or one dependency set's."""
+    return [Cell.from_dict(c) for c in plan["cells"]
+            if (celery is None or c["celery"] == celery)
+            and (set_key is None or cell_set_key(plan, c) == set_key)]
+
+
+def plan_sets(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{set key: DepSet dict} of a plan, oldest Celery first (plans from before sets: one per version)."""
+    sets = plan.get("sets")
+    if not sets:
+        from lab.deps import DepSet
+        sets = {v: DepSet.make(v, requested=plan.get("pins", {}).get(v)).to_dict() for v in plan["celery"]}
+    return dict(sorted(sets.items(), key=lambda kv: (_vkey(kv[1]["celery"]), kv[0])))
 
 
 def rerun_command(plan: dict[str, Any], cell: Cell) -> str:
-    return (f"nox -s \"cells-{cell.celery}\" -- --matrix {plan['matrix_path']} "
-            f"--only {cell.cell_id}")
+    return f"nox -s cells -- --matrix {plan['matrix_path']} --only {cell.cell_id}"
 
 
-def record_install_failure(run_dir: Path, celery: str, detail: str) -> int:
-    """One `error` record per not-yet-recorded cell of this Celery version."""
+def record_setup_failure(run_dir: Path, set_key: str, summary: str, detail: str, na: bool = False) -> int:
+    """One record per not-yet-recorded cell of this set: `setup-failed` (n/a when `na`); returns the count.
+    The scenario never ran, so nothing about Celery is concluded."""
     plan = load_plan(run_dir)
     done = done_cell_ids(run_dir)
+    info = plan_sets(plan).get(set_key, {})
     count = 0
-    for cell in plan_cells(plan, celery):
+    for cell in plan_cells(plan, set_key=set_key):
         if cell.cell_id in done:
             continue
-        outcome = Outcome(Verdict.ERROR, f"celery=={celery} could not be installed",
-                          "install-failure", {"key_figure": "install failed"},
-                          {"install_log": detail[-4000:]})
+        if na:
+            outcome = Outcome(Verdict.NA, summary, "interpreter-missing", {"key_figure": "no interpreter"},
+                              {"setup_log": detail[-4000:]})
+        else:
+            outcome = setup_failed_outcome(summary, {"install_log": detail[-4000:],
+                                                     "requirements": "\n".join(info.get("requirements", []))},
+                                           "setup:install")
         append_record(run_dir, ResultRecord(
             run_id=plan["run_id"], cell_id=cell.cell_id, cell=cell.to_dict(), outcome=outcome,
-            versions={"celery": celery}, started_at=time.time(), rerun=rerun_command(plan, cell),
-            lab_version=__version__))
+            versions={},  # nothing was installed: the requested set is in environment, not here
+            environment={"set": set_key, "requested_python": cell.python,
+                         "requirements": info.get("requirements", [])},
+            started_at=time.time(), rerun=rerun_command(plan, cell), lab_version=__version__))
         count += 1
     return count
 
 
-if __name__ == "__main__":  # python -m lab.plan install-failure <run_dir> <celery> <log>
-    import sys
-    _, action, run_dir, celery, log = sys.argv
-    assert action == "install-failure", action
-    text = Path(log).read_text(errors="replace") if Path(log).exists() else log
-    print(f"recorded {record_install_failure(Path(run_dir), celery, text)} error record(s)")
+def record_install_failure(run_dir: Path, celery: str, detail: str) -> int:
+    """Compatibility: a plain Celery version that would not install (its default set)."""
+    return record_setup_failure(run_dir, celery, f"celery=={celery} could not be installed", detail)

@@ -22,6 +22,7 @@ from lab.verdict import Outcome
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.jsonl"
 PLAN_FILE = "plan.json"
+RECORD_FILE = "record.json"  # cells/<cell-id>/record.json: the last record a cell process wrote
 
 
 @dataclass

@@ -2,12 +2,17 @@
 
 Contract: `run_cells(run_dir, celery, only, lanes)` runs every planned,
 not-yet-recorded cell of that version — resumable: an interrupted run is
-continued by running it again. Per cell it provisions services through the
-ServiceHub (in this process), runs `python -m lab.cellrun` in a process of
-its own with a child owner token and a time bound, and afterwards sweeps
-every process that token owns. A cell that produced no record (crash,
-timeout, unavailable broker) gets an `error` record saying why. All
-services are stopped when the function returns, also on Ctrl-C.
+continued by running it again. It first claims the run dir for that version
+(lab.resume: RunnerBusy if a live runner has it; leftovers of a dead one are
+killed) and starts a watchdog (lab.watchdog) that sweeps if this process is
+killed. Per cell it provisions fresh services through the ServiceHub (in this
+process; namespaces carry the claim's generation), runs `python -m
+lab.cellrun` in a process of its own with a child owner token, a time bound
+and a parent-death signal, and afterwards sweeps every process that token
+owns. A cell that produced no record (crash, timeout, unavailable broker)
+gets an `error` record saying why. All services are stopped and the shared
+services' temp dir is removed when the function returns, also on Ctrl-C; on
+Ctrl-C or a crash it prints the exact resume command.
 """
 
 from __future__ import annotations
@@ -15,22 +20,29 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
-import tempfile
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lab import __version__, hostinfo
 from lab.matrix import Cell
-from lab.plan import cell_estimate, load_plan, plan_cells, rerun_command
+from lab.plan import cell_estimate, load_plan, plan_cells, rerun_command, set_of
 from lab.progress import Progress
-from lab.reaper import OWNER_ENV, Reaper, child_token, kill_owned, owner_token
-from lab.results import ResultRecord, append_record, read_records
+from lab.lanes import LaneGate
+from lab.lifetime import popen
+from lab.reaper import (OWNER_ENV, Reaper, child_token, ensure_scope, kill_owned, owned_temp_dir, owner_token,
+                        remove_stale_temp_dirs)
+from lab.resume import claim, resume_command
+from lab.results import RECORD_FILE, ResultRecord, append_record, read_records
 from lab.services import ServiceHub
 from lab.services.base import ServiceError
 from lab.verdict import Outcome, Verdict
+from lab.watchdog import Watchdog
 
 CELL_SLACK_S = 120.0
 
@@ -55,34 +67,50 @@ class _Lanes:
 LANES = _Lanes()
 
 
-def namespace_for(cell: Cell, run_id: str) -> str:
-    return "c" + hashlib.sha1(f"{run_id}/{cell.cell_id}".encode()).hexdigest()[:12]
+def namespace_for(cell: Cell, run_id: str, generation: int = 1) -> str:
+    """The cell's queue/file/database/vhost namespace; a resume (generation > 1)
+    never reuses the names an interrupted runner used."""
+    key = f"{run_id}/{cell.cell_id}" + (f"/g{generation}" if generation > 1 else "")
+    return "c" + hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
-def error_record(plan: dict, cell: Cell, summary: str, evidence: dict, started: float) -> ResultRecord:
+def error_record(plan: dict, cell: Cell, summary: str, evidence: dict, started: float,
+                 verdict: Verdict = Verdict.ERROR, signature: str = "lab-error") -> ResultRecord:
+    figure = "lab error" if verdict is Verdict.ERROR else "setup failed"
     return ResultRecord(
         run_id=plan["run_id"], cell_id=cell.cell_id, cell=cell.to_dict(),
-        outcome=Outcome(Verdict.ERROR, summary, "lab-error", {"key_figure": "lab error"}, evidence),
+        outcome=Outcome(verdict, summary, signature, {"key_figure": figure}, evidence),
         versions=hostinfo.package_versions(), host=hostinfo.host_facts(), started_at=started,
         duration_s=round(time.time() - started, 3), rerun=rerun_command(plan, cell),
         lab_version=__version__)
 
 
-def recorded(run_dir: Path, cell_id: str) -> ResultRecord | None:
-    found = [r for r in read_records([run_dir]) if r.cell_id == cell_id]
-    return found[-1] if found else None
+def recorded(run_dir: Path, cell_id: str, since: float = 0.0) -> ResultRecord | None:
+    """The record the cell process wrote (cells/<id>/record.json), if written after `since`
+    (epoch seconds): one small file per cell, so bookkeeping stays O(1) per cell."""
+    path = run_dir / "cells" / cell_id / RECORD_FILE
+    try:
+        if path.stat().st_mtime < since:
+            return None
+        return ResultRecord.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
-def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str) -> ResultRecord:
+def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str,
+            generation: int = 1, python: str | None = None, lanes: dict | None = None) -> ResultRecord:
+    """Provision, run `python -m lab.cellrun` (with the cell's set's interpreter), record."""
     started = time.time()
     cell_dir = run_dir / "cells" / cell.cell_id
+    shutil.rmtree(cell_dir / "services", ignore_errors=True)  # an interrupted try's SQLite files
     cell_dir.mkdir(parents=True, exist_ok=True)
-    namespace = namespace_for(cell, plan["run_id"])
+    namespace = namespace_for(cell, plan["run_id"], generation)
     try:
         services = hub.for_cell(cell.broker, cell.backend, cell_dir / "services", namespace)
     except (ServiceError, OSError) as exc:
         record = error_record(plan, cell, f"broker/backend could not be provided: {exc}"[:300],
-                              {"service_error": str(exc)}, started)
+                              {"service_error": str(exc)}, started, Verdict.SETUP_FAILED,
+                              "setup:provision")
         append_record(run_dir, record)
         return record
     profile = (plan.get("profiles") or {}).get(cell.profile)
@@ -91,21 +119,27 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str) 
         profile = PROFILES.get(cell.profile, {})
     spec = {"run_id": plan["run_id"], "run_dir": str(run_dir), "cell": cell.to_dict(),
             "broker_url": services.broker_url, "backend_url": services.backend_url,
-            "namespace": namespace, "profile": profile, "services": services.describe(),
+            "namespace": namespace, "generation": generation, "profile": profile,
+            "services": services.describe(),
             "server_versions": {"broker_server": f"{services.broker.kind} {services.broker.version}",
                                 "backend_server": f"{services.backend.kind} {services.backend.version}"},
-            "rerun": rerun_command(plan, cell)}
+            "rerun": rerun_command(plan, cell), "set": set_of(plan, cell), "lanes": lanes or {}}
     spec_path = cell_dir / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=2))
     cell_token = child_token(token, namespace)
     env = {**os.environ, OWNER_ENV: cell_token}
+    python = python or sys.executable
+    if python != sys.executable:  # the set's venv: its python, its scripts first on PATH
+        venv = Path(python).parent.parent
+        env.update(VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")
     bound = cell_estimate(cell) * 4 + CELL_SLACK_S
     out_path = cell_dir / "cellrun.log"
     proc = None
     try:
         with open(out_path, "wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "lab.cellrun", str(spec_path)], stdout=out,
-                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            # SIGKILL with the runner: a cell whose runner is gone never appends a record
+            proc = popen([python, "-m", "lab.cellrun", str(spec_path)], signal.SIGKILL,
+                         stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
             with LANES.lock:
                 LANES.active.add(proc)
             try:
@@ -122,7 +156,7 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str) 
             LANES.active.discard(proc)
         leftovers = kill_owned(cell_token)
         hub.release(services)
-    record = recorded(run_dir, cell.cell_id)
+    record = recorded(run_dir, cell.cell_id, since=started)
     if record is None and LANES.interrupted:
         raise KeyboardInterrupt  # not a result: a resumed run runs this cell again
     if record is None:
@@ -137,40 +171,93 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str) 
 
 
 def run_cells(run_dir: Path, celery: str | None = None, only: list[str] | None = None,
-              lanes: int | None = None) -> list[ResultRecord]:
+              lanes: int | str | None = None, set_key: str | None = None,
+              pythons: dict[str, str] | None = None) -> list[ResultRecord]:
+    """Run the version's (or one dependency set's) unrecorded cells; returns the new
+    records. With `pythons` ({set key: venv python}), run the cells of all those sets
+    in one schedule, longest estimate first, each with its set's interpreter (the
+    caller built the venvs). `lanes`: a number or "auto" (lab.lanes.LaneGate).
+    Raises RunnerBusy (another runner has this run dir and version/set),
+    FileNotFoundError (no plan), KeyboardInterrupt (Ctrl-C: finished records are kept)."""
     run_dir = Path(run_dir).resolve()
     plan = load_plan(run_dir)
+    scope = ensure_scope(run_dir.parent.parent)  # reports/runs/<id> -> reports: what `lab cleanup` touches
+    remove_stale_temp_dirs(scope=scope)  # temp dirs of this scope's runners that died (SIGKILL and watchdog)
+    parent = owner_token()
+    # a token of this runner's own (nested: the parent's sweeps still find it), so a resume's
+    # sweep of a dead runner's token can only ever reach that runner's processes
+    token = child_token(parent, f"runner-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    os.environ[OWNER_ENV] = token
+    try:
+        return _run_owned(run_dir, plan, celery, only, lanes, token, set_key, pythons)
+    finally:
+        os.environ[OWNER_ENV] = parent
+
+
+def _run_owned(run_dir: Path, plan: dict, celery: str | None, only: list[str] | None,
+               lanes: int | str | None, token: str, set_key: str | None,
+               pythons: dict[str, str] | None) -> list[ResultRecord]:
+    hold = claim(run_dir, set_key or celery or ("all" if pythons else None))
+    try:
+        if hold.swept:
+            print(f"resume: stopped {len(hold.swept)} leftover process(es) of the interrupted runner: "
+                  + "; ".join(hold.swept), flush=True)
+        watchdog = Watchdog.start(token, resume_command(run_dir))
+        try:
+            return _run_claimed(run_dir, plan, celery, only, lanes, token, hold.generation, set_key, pythons)
+        finally:
+            watchdog.disarm()
+    finally:
+        hold.release()
+
+
+def _run_claimed(run_dir: Path, plan: dict, celery: str | None, only: list[str] | None,
+                 lanes: int | str | None, token: str, generation: int, set_key: str | None,
+                 pythons: dict[str, str] | None) -> list[ResultRecord]:
+    LANES.interrupted = False
     existing = list(read_records([run_dir]))
     done = {r.cell_id for r in existing}
-    cells = [c for c in plan_cells(plan, celery) if c.cell_id not in done
-             and (not only or c.cell_id in only)]
-    lanes = lanes or int(plan.get("lanes", 2))
+    cells = [c for c in plan_cells(plan, celery, set_key) if c.cell_id not in done
+             and (not only or c.cell_id in only) and (pythons is None or set_of(plan, c) in pythons)]
+    order = {c.cell_id: i for i, c in enumerate(cells)}
+    cells.sort(key=lambda c: (-cell_estimate(c), order[c.cell_id]))  # longest first: no idle lane at the end
+    lanes = lanes or plan.get("lanes", 2)
+    gate = LaneGate(None if lanes == "auto" else int(lanes), auto=lanes == "auto")
     total = len(plan["cells"]) if not only else len(cells) + len(existing)
-    progress = Progress(total, existing, lanes, label=f"celery {celery or 'all'}")
-    print(f"celery {celery}: {len(cells)} cell(s) to run in {lanes} lane(s); "
-          f"{len(existing)} already recorded in {run_dir}", flush=True)
-    token = owner_token()
+    progress = Progress(total, existing, gate.limit, label=f"celery {celery or 'all'}")
+    what = f"{len(pythons)} dependency set(s)" if pythons else f"celery {celery}"
+    print(f"{what}: {len(cells)} cell(s) to run in "
+          f"{'up to ' + str(gate.limit) + ' lane(s) by load' if gate.auto else str(gate.limit) + ' lane(s)'}; "
+          f"{len(existing)} already recorded in {run_dir}"
+          + (f" (resume generation {generation})" if generation > 1 else ""), flush=True)
     results: list[ResultRecord] = []
-    with Reaper() as reaper, tempfile.TemporaryDirectory(prefix="lab-services-") as tmp:
-        hub = ServiceHub(Path(tmp))
+    with Reaper() as reaper:
+        tmp = owned_temp_dir("lab-services-")
+        reaper.add(f"rm {tmp}", lambda: shutil.rmtree(tmp, ignore_errors=True))
+        hub = ServiceHub(tmp)
         reaper.add("stop services", hub.close)
         reaper.add("sweep run processes", lambda: kill_owned(token))
 
         def lane(cell: Cell) -> ResultRecord:
-            t0 = time.monotonic()
-            record = run_one(plan, cell, run_dir, hub, token)
+            with gate.admit():
+                t0 = time.monotonic()
+                python = (pythons or {}).get(set_of(plan, cell))
+                record = run_one(plan, cell, run_dir, hub, token, generation, python,
+                                 {"running": gate.running, "load": round(gate.load, 2), **gate.describe()})
             progress.update(record, time.monotonic() - t0)
             return record
 
-        pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="lane")
+        reaper.add("stop lane sampler", gate.close)
+        pool = ThreadPoolExecutor(max_workers=gate.limit, thread_name_prefix="lane")
         try:
             results = list(pool.map(lane, cells))
-        except BaseException:
+        except BaseException as exc:
             LANES.stop_all()
-            print("interrupted: stopping cell processes; finished cells are kept in "
-                  f"{run_dir / 'results.jsonl'} and a rerun resumes the rest", flush=True)
+            what = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else f"failed ({exc!r})"
+            print(f"{what}: stopping cell processes; finished cells are kept in "
+                  f"{run_dir / 'results.jsonl'}\nresume: {resume_command(run_dir)}", flush=True)
             raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True, **({"cancel_futures": True} if sys.version_info >= (3, 9) else {}))  # 3.8 venvs
             progress.close()
     return results

@@ -23,17 +23,26 @@ class Signature:
     fixed_in: str = ""
     severity: str = "bug"
     exc_type: str = ""   # the exception it is; an Unrecoverable error of another type is not folded in
+    related: tuple[str, ...] = ()   # other signature names (or name prefixes) of the same defect
+    fix_url: str = ""    # a merged upstream fix, when one is known (its release may not be)
+    note: str = ""       # what the fix covers, where known
 
 
 KNOWN = [
     Signature("sentinel-poll-attributeerror",
               "AttributeError: 'ForkProcess' object has no attribute '_sentinel_poll' during shutdown",
               r"AttributeError: 'ForkProcess' object has no attribute '_sentinel_poll'",
-              "https://github.com/celery/celery/issues?q=_sentinel_poll", exc_type="AttributeError"),
+              "https://github.com/celery/celery/issues/10084",
+              fixed_in="5.6.3", exc_type="AttributeError",
+              related=("unrecoverable:TypeError@asynpool.py:_track_child_process",),
+              fix_url="https://github.com/celery/celery/pull/10086",
+              note=("5.6.3 (PR #10086, on the v5.6.x branch) guards the attribute in _untrack_child_process; "
+                    "5.6.3 was not in the reference run. On 5.7.0 the same race fails in _track_child_process "
+                    "instead (the related TypeError).")),
     Signature("verify-process-alive-assertion",
               "AssertionError in verify_process_alive (fd reuse while children are replaced)",
               r"verify_process_alive[\s\S]{0,400}?AssertionError|assert proc\.outqR_fd in hub\.readers",
-              "https://github.com/celery/celery/issues?q=verify_process_alive", exc_type="AssertionError"),
+              "", exc_type="AssertionError"),
     Signature("timed-out-waiting-for-up",
               "Timed out waiting for UP message from a new pool child",
               r"Timed out waiting for UP message"),
@@ -159,3 +168,91 @@ def loud_lines(text: str) -> list[str]:
     """Log lines at WARNING or above (Celery's `[date: LEVEL/Process]` format)."""
     return [line for line in text.splitlines()
             if re.search(r"(WARNING|ERROR|CRITICAL)/", line) or line.startswith(("Error", "Traceback"))]
+
+
+# --- Metadata of every signature name a scenario may write (the report's one registry) ---------
+# Known log signatures above carry their own title/issue. Scenario-judged signatures (behaviour,
+# not a log pattern) and the generated families ("unrecoverable:<Type>@<frame>", "silent-exit:<class>")
+# are described here. `issue_url`/`fixed_in` are only filled where an upstream record was found;
+# an empty value means "not known", never "not fixed".
+BEHAVIOUR: dict[str, dict[str, str | tuple[str, ...]]] = {
+    "visibility-timeout-stall": {
+        "title": ("An acks_late message left in Redis's unacked set by a killed worker comes back only "
+                  "when the visibility timeout expires (broker_transport_options visibility_timeout; "
+                  "Redis transport default 3600 s, scaled to 20 s in the lab)"),
+        "issue_url": "https://github.com/celery/celery/issues/4984",
+        "note": "#4984: a killed acks_late worker's task comes back only after the visibility timeout (1 h)",
+        "related": ("unacked-task-parked",)},
+    "unacked-task-parked": {
+        "title": "A never-acknowledged task left in Redis's unacked hash by the exited worker "
+                 "(redelivered only after the visibility timeout)",
+        "issue_url": "https://github.com/celery/celery/issues/4984",
+        "related": ("visibility-timeout-stall",)},
+    "chord-unlock-polls-forever": {
+        "title": "celery.chord_unlock retries forever (max_retries=None) when a chord member never completes",
+        "issue_url": "https://github.com/celery/celery/issues/9674",
+        "note": ("#9674 reports the same endless chord_unlock retry (max_retries=None) for a failed task in "
+                 "nested chains; here a member message is gone"),
+        "related": ("chord-join-counter-open",)},
+    "chord-join-counter-open": {
+        "title": "A chord's join counter stays below its size and nothing polls: the body never runs "
+                 "(backends with native join, e.g. Redis)",
+        "related": ("chord-unlock-polls-forever",)},
+    "unrecoverable:TypeError@asynpool.py:_track_child_process": {
+        "title": ("Unrecoverable TypeError ('NoneType' object cannot be interpreted as an integer) in "
+                  "asynpool _track_child_process during cold shutdown: on 5.7.0 the same race as the "
+                  "_sentinel_poll AttributeError fails one line earlier"),
+        "related": ("sentinel-poll-attributeerror",)},
+    "chord-error-twice": {"title": "The chord body's errback runs more than once for one member failure"},
+    "chord-duplicate": {"title": "A chord body ran more than once, or with wrong input"},
+    "member-pending": {"title": "A chord member stays pending: the body never runs"},
+    "started-after-signal": {"title": "A worker started tasks after it received a shutdown signal"},
+    "unacked-task-failed": {"title": "A never-acknowledged (prefetched or acks_late) task was marked failed "
+                                     "by the shutdown instead of being requeued"},
+    "unacked-task-lost": {"title": "A never-acknowledged task was neither redelivered nor left in the broker"},
+    "duplicate-execution": {"title": "A task completed more than once across a shutdown"},
+    "drain-not-run": {"title": "No drain worker ran after the shutdown (what was requeued is unknown)"},
+    "shutdown-hang": {"title": "The worker did not exit within its bound after the shutdown signal(s)"},
+    "warm-cut-running-task": {"title": "A warm shutdown did not let running tasks finish"},
+    "warm-slow-exit": {"title": "A warm shutdown took longer than the running tasks needed"},
+    "warm-plan-cold-line": {"title": "A warm shutdown printed a cold-shutdown line"},
+    "cold-waited-for-running-tasks": {"title": "A cold shutdown waited for running tasks to finish"},
+}
+
+FAMILIES: list[tuple[str, str]] = [   # (name prefix, title template; {rest} is the name after the prefix)
+    ("unrecoverable:", "Unrecoverable error (the worker crashed): {rest}"),
+    ("swallowed:", "An exception raised inside the pool and swallowed (logged, the worker went on): {rest}"),
+    ("unknown:", "A traceback no known signature explains: {rest}"),
+    ("failed-loudly:", "The worker refused to start and said why: {rest}"),
+    ("silent-exit:", "The worker exited before ready without saying why (class {rest}; see lab diagnose)"),
+    ("start-hang:", "The worker neither became ready nor exited within the start bound ({rest})"),
+    ("warm-exit-code:", "A warm shutdown exited with status {rest}, not 0"),
+    ("master-killed:", "The worker's master process died of {rest}"),
+]
+
+
+def describe(name: str | None) -> dict:
+    """Metadata for a signature name: {"name", "title", "issue_url", "fix_url", "fixed_in", "note",
+    "related", "pattern", "known"}; every name gets a title (a family's, or the name itself)."""
+    if not name:
+        return {}
+    out = {"name": name, "title": "", "issue_url": "", "fix_url": "", "fixed_in": "", "related": (),
+           "pattern": "", "known": False, "note": ""}
+    known = next((s for s in KNOWN if s.name == name), None)
+    if known:
+        out.update(title=known.title, issue_url=known.issue_url, fix_url=known.fix_url, fixed_in=known.fixed_in,
+                   related=known.related, pattern=known.pattern, known=True, note=known.note)
+    elif name in BEHAVIOUR:
+        out.update(BEHAVIOUR[name], known=True)
+    else:
+        for prefix, template in FAMILIES:
+            if name.startswith(prefix):
+                rest = name[len(prefix):]
+                inner = describe(rest) if rest and (rest in BEHAVIOUR or any(s.name == rest for s in KNOWN)) else {}
+                out.update(title=template.format(rest=inner.get("title") or rest),
+                           issue_url=inner.get("issue_url", ""), fixed_in=inner.get("fixed_in", ""))
+                break
+    out["title"] = out["title"] or name
+    out["related"] = tuple(out["related"]) + tuple(
+        s.name for s in KNOWN if name in s.related and s.name not in out["related"])
+    return out

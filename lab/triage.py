@@ -1,27 +1,31 @@
-"""`lab triage` and `lab bisect`: one scenario cell, one Celery, N attempts.
+"""`lab triage` and `lab bisect`: one scenario cell, one dependency set, N attempts.
 
 Contract: triage builds a one-cell matrix (written beside its results as
-triage.toml, so the run is reproducible), plans it, runs it through the
-`cells-<version>` nox session (which owns the venv for that Celery) and
-returns the cell's ResultRecord: k/n per verdict and signature with Wilson
-intervals, time to first reproduction. Bisect runs triage on released
-versions between a good and a bad one and reports the first version where
-the predicate held and the last where it did not — saying "not reproduced
-in n attempts", never "fixed", for the good side.
+triage.toml, so the run is reproducible) — Celery release, Python, pins
+(`--pin NAME==VER`, over the lab's era pins, lab.deps.ERA_PINS), profiles and
+pins borrowed from `--matrix FILE` — plans it, runs it through the `cells`
+nox session (which builds the venv of exactly that set) and returns the
+cell's ResultRecord: k/n per verdict and signature with Wilson intervals,
+time to first reproduction. Bisect runs triage on released versions of
+Celery, or of one dependency (`dependency=`) with Celery fixed, between a
+good and a bad one. A side whose scenario never ran (lab.sides.never_ran:
+setup failure, no worker ever ready, error, n/a) is neither good nor bad:
+the bisect stops there and says so. The good side reads "not reproduced in
+n attempts", never "fixed".
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.matrix import MatrixError, parse_matrix
+from lab import deps, pkgindex
+from lab.matrix import MatrixError, load_matrix, parse_matrix
 from lab.plan import make_plan, write_plan
 from lab.results import ResultRecord, create_run_dir, new_run_id, read_records
+from lab.sides import never_ran
 from lab.verdict import describe_rate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,6 +41,18 @@ class TriageSpec:
     profile: str | None = None
     mode: str | None = None
     repeats: int = 10
+    python: str = deps.DEFAULT_PYTHON
+    pins: dict = field(default_factory=dict)       # {name: version | "unpinned"}, over the era pins
+    matrix_file: str | None = None                 # borrow [profiles] and [pins] from this matrix
+
+    def borrowed(self) -> tuple[dict, dict]:
+        """(profiles, pins for this Celery) of --matrix FILE; ({}, {}) without one."""
+        if not self.matrix_file:
+            return {}, {}
+        source = load_matrix(self.matrix_file)
+        profiles = {name: {k: v for k, v in table.items() if v or k == "description"}
+                    for name, table in source.profiles.items()}
+        return profiles, dict(source.pins.get(self.celery, {}))
 
     def matrix_data(self) -> dict:
         slice_ = {}
@@ -44,40 +60,64 @@ class TriageSpec:
             slice_["profiles"] = [self.profile]
         if self.mode:
             slice_["modes"] = [self.mode]
-        data = {"matrix": {"description": f"triage of {self.scenario}", "celery": [self.celery],
-                           "pools": [self.pool], "brokers": [self.broker], "backends": [self.backend],
-                           "scenarios": [self.scenario], "repeats": self.repeats, "lanes": 1}}
+        head = {"description": f"triage of {self.scenario}", "celery": [self.celery],
+                "pools": [self.pool], "brokers": [self.broker], "backends": [self.backend],
+                "scenarios": [self.scenario], "repeats": self.repeats, "lanes": 1}
+        if self.python != deps.DEFAULT_PYTHON:
+            head["python"] = [self.python]
+        data = {"matrix": head}
+        profiles, pins = self.borrowed()
+        if profiles:
+            data["profiles"] = profiles
+        extra = pins.pop("extra", "").split()
+        for name, version in self.pins.items():
+            name = deps.canonical(name)
+            if name in deps.DEPENDENCIES:
+                pins[name] = version
+            else:
+                extra = [t for t in extra if not t.lower().startswith(name + "==")] + [f"{name}=={version}"]
+        if extra:
+            pins["extra"] = " ".join(extra)
+        if pins:
+            data["pins"] = {self.celery: pins}
         if slice_:
             data["scenario"] = {self.scenario: slice_}
         return data
 
     def toml(self) -> str:
         data = self.matrix_data()
-        head = data["matrix"]
-        lines = ["[matrix]"] + [f"{k} = {_toml(v)}" for k, v in head.items()]
+        lines = ["[matrix]"] + [f"{k} = {_toml(v)}" for k, v in data["matrix"].items()]
+        for name, table in data.get("profiles", {}).items():
+            lines += ["", f'[profiles."{name}"]'] + [f"{k} = {_toml(v)}" for k, v in table.items()]
+        for version, table in data.get("pins", {}).items():
+            lines += ["", f'[pins."{version}"]'] + [f"{k} = {_toml(v)}" for k, v in table.items()]
         for name, opts in data.get("scenario", {}).items():
             lines += ["", f'[scenario."{name}"]'] + [f"{k} = {_toml(v)}" for k, v in opts.items()]
         return "\n".join(lines) + "\n"
 
 
 def _toml(value) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml(str(k))} = {_toml(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     if isinstance(value, str):
-        return '"' + value.replace('"', '\\"') + '"'
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def run_triage(spec: TriageSpec, reports: Path) -> ResultRecord:
+    from lab.releases import check_releases
+
     matrix = parse_matrix(spec.matrix_data(), "(triage)", "triage")  # validates names first
+    check_releases([spec.celery], reports / ".cache", "(triage)")  # a real release, before the run dir
     run_id = new_run_id()
     run_dir = create_run_dir(reports, run_id)
     (run_dir / "triage.toml").write_text(spec.toml())
     matrix.path = str(run_dir / "triage.toml")
     write_plan(run_dir, make_plan(matrix, run_id))
-    env = {**os.environ, "LAB_EXTRA_CELERY": spec.celery, "LAB_REPORTS_DIR": str(reports)}
-    proc = subprocess.run(["nox", "-s", f"cells-{spec.celery}", "--", "--run-dir", str(run_dir)],
-                          cwd=REPO, env=env)
+    env = {**os.environ, "LAB_REPORTS_DIR": str(reports)}
+    proc = subprocess.run(["nox", "-s", "cells", "--", "--run-dir", str(run_dir)], cwd=REPO, env=env)
     records = list(read_records([run_dir]))
     if not records:
         raise RuntimeError(f"triage produced no record (nox exited {proc.returncode}); see {run_dir}")
@@ -86,9 +126,20 @@ def run_triage(spec: TriageSpec, reports: Path) -> ResultRecord:
 
 def describe(record: ResultRecord) -> list[str]:
     out = [f"{record.cell_id}: {record.outcome.verdict.value} — {record.outcome.summary}"]
+    reason = never_ran(record)
+    if reason:
+        out.append(f"  THE SCENARIO NEVER RAN on this side ({reason}); this says nothing about the scenario")
     for rate in record.outcome.metrics.get("rates", []):
         label = rate["signature"] or rate["verdict"]
         out.append(f"  {label}: {describe_rate(rate['k'], rate['n'])}, first at attempt {rate['first_attempt']}")
+    versions = record.versions or {}
+    shown = ", ".join(f"{k} {versions[k]}" for k in ("python", "celery", *deps.DEPENDENCIES) if k in versions)
+    out.append(f"  versions: {shown}")
+    celery = str(record.cell.get("celery", ""))
+    applied = {k: v for k, v in deps.era_pins(celery).items() if k not in (record.cell.get("deps") or {})}
+    if applied:
+        out.append(f"  era pins for celery {celery} ({', '.join(f'{k}=={v}' for k, v in applied.items())}): "
+                   + " ".join(deps.era_reasons(celery)))
     out.append(f"  rerun: {record.rerun}")
     return out
 
@@ -103,53 +154,80 @@ def matches(record: ResultRecord, verdicts: list[str], signature: str | None) ->
     return k, n
 
 
-def released_versions(good: str, bad: str, explicit: list[str] | None = None) -> list[str]:
-    """Final releases from good to bad inclusive, oldest first (PyPI unless given)."""
-    key = lambda v: tuple(int(p) for p in v.split("."))  # noqa: E731
-    if explicit:
-        versions = explicit
-    else:
-        out = subprocess.run([sys.executable, "-m", "pip", "index", "versions", "celery"],
-                             capture_output=True, text=True, timeout=120).stdout
-        found = re.search(r"Available versions: (.*)", out)
-        if not found:
-            raise MatrixError("(bisect)", "--versions", "could not list Celery releases; pass --versions")
-        versions = [v.strip() for v in found.group(1).split(",")]
-    finals = [v for v in versions if re.fullmatch(r"\d+(\.\d+)+", v)]
-    low, high = sorted((good, bad), key=key)
-    return sorted((v for v in finals if key(low) <= key(v) <= key(high)), key=key)
+def released_versions(good: str, bad: str, explicit: list[str] | None = None,
+                      package: str = "celery") -> list[str]:
+    """Final releases of `package` from good to bad inclusive, oldest first (the index unless given)."""
+    versions = explicit if explicit else pkgindex.list_versions(package)
+    return pkgindex.between(versions, good, bad)
+
+
+def decide(record: ResultRecord, verdicts: list[str], signature: str | None) -> tuple[bool | None, str]:
+    """(True bad | False good | None never ran, words): the bisect predicate on one side's record."""
+    reason = never_ran(record)
+    if reason:
+        return None, f"the scenario never ran ({reason})"
+    k, n = matches(record, verdicts, signature)
+    return k > 0, f"predicate held in {describe_rate(k, n)}"
 
 
 def bisect(base: TriageSpec, good: str, bad: str, verdicts: list[str], signature: str | None,
-           reports: Path, versions: list[str] | None = None, log=print) -> dict:
-    """Binary search for the first version where the predicate held."""
-    candidates = released_versions(good, bad, versions)
+           reports: Path, versions: list[str] | None = None, log=print, dependency: str | None = None) -> dict:
+    """Binary search for the first version (of Celery, or of `dependency`) where the predicate held.
+
+    Returns {"first_bad", "last_good", "observations", "note", "never_ran"}; when a side never ran the
+    scenario the search stops there with "never_ran" = {version: reason} and first_bad/last_good None.
+    Raises MatrixError when fewer than two releases lie between good and bad.
+    """
+    package = deps.DEPENDENCIES[dependency] if dependency else "celery"
+    what = dependency or "celery"
+    candidates = released_versions(good, bad, versions, package)
     if len(candidates) < 2:
-        raise MatrixError("(bisect)", "--good/--bad", f"need two releases between them, got {candidates}")
-    bad_is_newer = candidates[-1] == bad or candidates.index(bad) > candidates.index(good)
+        raise MatrixError("(bisect)", "--good/--bad", f"need two {package} releases between them, got {candidates}")
+    bad_is_newer = pkgindex.version_key(bad) > pkgindex.version_key(good)
     seen: dict[str, tuple[int, int]] = {}
+    skipped: dict[str, str] = {}
+    sides: dict[str, str] = {}   # "bad"/"good" -> the version confirmed so far
+
+    class NeverRan(Exception):
+        pass
 
     def holds(version: str) -> bool:
-        record = run_triage(TriageSpec(**{**base.__dict__, "celery": version}), reports)
+        if dependency:
+            spec = TriageSpec(**{**base.__dict__, "pins": {**base.pins, dependency: version}})
+        else:
+            spec = TriageSpec(**{**base.__dict__, "celery": version})
+        record = run_triage(spec, reports)
         seen[version] = matches(record, verdicts, signature)
-        k, n = seen[version]
-        log(f"celery {version}: predicate held in {describe_rate(k, n)}")
-        return k > 0
+        verdict, words = decide(record, verdicts, signature)
+        log(f"{what} {version}: {words}")
+        if verdict is None:
+            skipped[version] = words
+            raise NeverRan(version)
+        sides["bad" if verdict else "good"] = version   # the latest confirmation is nearest the boundary
+        return verdict
 
     if not bad_is_newer:
         candidates.reverse()
     lo, hi = 0, len(candidates) - 1   # invariant: candidates[lo] good side, candidates[hi] bad side
-    if not holds(candidates[hi]):
-        return {"first_bad": None, "last_good": None, "observations": seen,
-                "note": f"the predicate did not hold on --bad {bad}: nothing to bisect"}
-    if holds(candidates[lo]):
-        return {"first_bad": candidates[lo], "last_good": None, "observations": seen,
-                "note": f"the predicate also held on --good {good}"}
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if holds(candidates[mid]):
-            hi = mid
-        else:
-            lo = mid
-    return {"first_bad": candidates[hi], "last_good": candidates[lo], "observations": seen,
+    try:
+        if not holds(candidates[hi]):
+            return {"first_bad": None, "last_good": None, "observations": seen, "never_ran": skipped,
+                    "note": f"the predicate did not hold on --bad {bad}: nothing to bisect"}
+        if holds(candidates[lo]):
+            return {"first_bad": candidates[lo], "last_good": None, "observations": seen, "never_ran": skipped,
+                    "note": f"the predicate also held on --good {good}"}
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if holds(candidates[mid]):
+                hi = mid
+            else:
+                lo = mid
+    except NeverRan as stop:
+        version = stop.args[0]
+        return {"first_bad": None, "last_good": None, "observations": seen, "never_ran": skipped,
+                "note": (f"bisect stopped: on {what} {version} {skipped[version]}; that side is neither good "
+                         f"nor bad, so no boundary can be claimed (confirmed so far: bad {sides.get('bad', 'none')}, "
+                         f"good {sides.get('good', 'none')}). Pin what it needs "
+                         "(--pin NAME==VER) or pass --versions to skip it.")}
+    return {"first_bad": candidates[hi], "last_good": candidates[lo], "observations": seen, "never_ran": skipped,
             "note": "the good side means 'not reproduced in n attempts', not 'fixed'"}

@@ -13,7 +13,10 @@ worker_ready pid is not the Popen pid, so wait_ready() does not apply). When /de
 is not writable (or shm="private"), the worker runs in a private mount
 namespace with its own tmpfs on /dev/shm; shm="readonly" mounts a read-only
 one (a hostile environment for scenarios). Every worker starts with default
-signal dispositions (`env --default-signal`), whatever the lab inherited.
+signal dispositions (`env --default-signal`), whatever the lab inherited,
+and with a parent-death signal (SIGKILL when the cell process dies, recorded
+as `die_with_cell`): `unshare` and `env` exec in place, so it reaches the
+master; forked pool children are swept by LAB_OWNER.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import psutil
 
 from lab import hostinfo
 from lab.journal import JOURNAL_ENV, read_journal, select
+from lab.lifetime import popen, supported as pdeathsig_supported
 from lab.reaper import OWNER_ENV, owner_token
 
 WORKER_ID_ENV = "LAB_WORKER_ID"
@@ -124,10 +128,11 @@ class WorkerController:
         env.update({JOURNAL_ENV: str(self.journal), OWNER_ENV: owner_token(),
                     WORKER_ID_ENV: self.worker_id, "PYTHONUNBUFFERED": "1"})
         self.environment["argv"] = argv
+        self.environment["die_with_cell"] = "SIGKILL" if pdeathsig_supported() else "no"
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=env, cwd=self.workdir,
-                                         start_new_session=True)
+            self.proc = popen(argv, signal.SIGKILL, stdout=log, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, env=env, cwd=self.workdir,
+                              start_new_session=True)
         self.started_mono = time.monotonic()
         self._fault("start", detail=" ".join(argv[-12:]))
         return self

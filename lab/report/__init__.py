@@ -4,9 +4,10 @@ Public API:
 - `build_report(run_dirs, out_dir, baseline=None, strict=False) -> Path`:
   reads only results.jsonl (+ plan.json when present) of each run dir, never
   reruns anything, and writes into out_dir: index.html (overview), one page
-  per scenario and per record (cells/), signatures.html, diff.html (only with
-  a baseline run dir), results.json, junit.xml and summary.md. Returns the
-  path of index.html.
+  per scenario (with its answer-first view) and per record (cells/), one per
+  signature (signatures/), signatures.html, diff.html (only with a baseline
+  run dir), a repro bundle per cell (repro/<slug>/), results.json, junit.xml
+  and summary.md. Returns the path of index.html.
 - `summary_rows(records) -> list[tuple]` and `SUMMARY_HEADER`: verdict counts
   per scenario for the CLI's table.
 - `SIGNATURES`: known signature metadata {name: {"title", "issue_url",
@@ -39,25 +40,26 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _run_label(path: Path) -> str:
-    return path.parent.name if path.name.endswith(".jsonl") else path.name
-
-
 def build_report(run_dirs: list[Path], out_dir: Path, baseline: Path | None = None,
-                 strict: bool = False, signatures: dict[str, dict[str, Any]] | None = None) -> Path:
+                 strict: bool = False, signatures: dict[str, dict[str, Any]] | None = None,
+                 junit: str = "plain", answer_versions: list[str] | None = None) -> Path:
     """Build the static report for `run_dirs` into `out_dir`; return index.html's path.
 
-    `strict` only changes junit.xml: non-pass findings become <failure>s.
+    `junit` is the junit.xml mode ("plain", "findings": every non-pass finding is a
+    <failure>, "regressions": every cell worse than the baseline is); `strict` means
+    "findings". `answer_versions` picks the Celery versions of the answer view
+    (default: newest and production).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = _loader.load([Path(p) for p in run_dirs])
     diff = None
     if baseline is not None:
-        diff = _diff.compare([e.record for e in report.entries],
-                             _diff.load_baseline(Path(baseline)), label=_run_label(Path(baseline)))
-    index = write_pages(report, out_dir, diff, signatures)
+        before = _diff.load_baseline(Path(baseline))
+        run_id, date = _diff.baseline_info(Path(baseline), before)
+        diff = _diff.compare([e.record for e in report.entries], before, label=run_id, date=date)
+    index = write_pages(report, out_dir, diff, signatures, answer_versions)
     write_json(out_dir / "results.json", results_json(report, diff))
-    _write_text(out_dir / "junit.xml", junit_xml(report, strict=strict))
+    _write_text(out_dir / "junit.xml", junit_xml(report, strict=strict, mode=junit, diff=diff))
     _write_text(out_dir / "summary.md", summary_md(report, diff))
     return index

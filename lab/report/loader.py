@@ -4,9 +4,9 @@ Contract: `load(run_dirs)` reads only `results.jsonl` (a torn last line is
 skipped by `lab.results.read_records`) and `plan.json` when present, and
 returns a `Report`. Every record becomes exactly one `Entry` and lands in
 exactly one `TableCell`; cells planned in plan.json without a record become
-"not run" placeholders. A flip is a change of finding verdict (lab errors and
-n/a are not compared) between adjacent tested versions in one column of one
-section. Nothing is run. Standard library only (plus lab.*).
+"not run" placeholders. A flip is a change of headline verdict or of the set
+of findings (lab errors, setup failures and n/a are not compared) between
+adjacent tested versions in one column of one section. Nothing is run. Standard library only (plus lab.*).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from lab.results import PLAN_FILE, RESULTS_FILE, read_records
 from lab.verdict import Verdict
 
 from lab.report.model import (Entry, Flip, Report, RunInfo, ScenarioTable, Section, SignatureSeen,
-                              TableCell, slugify, version_key)
+                              TableCell, mark_version_deviations, slugify, version_key)
 
 
 def _read_plan(run_dir: Path) -> dict[str, Any]:
@@ -71,16 +71,20 @@ def _assign_slugs(entries: list[Entry]) -> None:
 
 def _mark_flips(section: Section) -> None:
     for column in section.columns:
-        previous: tuple[str, Verdict] | None = None
+        previous: tuple[str, Verdict, frozenset] | None = None
         for row in section.rows:
             cell = section.cells.get((row, column))
             verdict = cell.verdict if cell else None
             if verdict is None or not verdict.is_finding:
                 continue
-            if previous and previous[1] != verdict:
+            findings = cell.findings
+            if previous and (previous[1] != verdict or previous[2] != findings):
                 section.flips.append(Flip(column, previous[0], previous[1], row, verdict))
-                cell.flip_from = f"was {previous[1].value} in {previous[0]}"
-            previous = (row, verdict)
+                gone, new = sorted(previous[2] - findings), sorted(findings - previous[2])
+                cell.flip_from = (f"was {previous[1].value} in {previous[0]}" if previous[1] != verdict else
+                                  f"findings changed since {previous[0]}: "
+                                  + "; ".join([f"+{k}" for k in new] + [f"-{k}" for k in gone]))
+            previous = (row, verdict, findings)
 
 
 def _build_table(name: str, entries: list[Entry], planned: list[dict[str, Any]]) -> ScenarioTable:
@@ -149,6 +153,7 @@ def load(run_dirs: list[Path]) -> Report:
             if isinstance(cell, dict) and _cell_id(cell) not in done:
                 planned.setdefault(str(cell.get("scenario", "")), []).append(cell)
     _assign_slugs(entries)
+    mark_version_deviations(entries)
     by_scenario: dict[str, list[Entry]] = {}
     for entry in entries:
         by_scenario.setdefault(entry.axis("scenario"), []).append(entry)

@@ -1,13 +1,13 @@
-"""Known failure signatures and how the report highlights them.
+"""Signature metadata for the pages, and safe highlighting of matched text.
 
-Contract: `SIGNATURES` maps a signature name (what a scenario writes to
-`outcome.signature`) to optional metadata: "title", "issue_url", "fixed_in",
-and "pattern" (a regular expression used to highlight the matched text in
-evidence; when absent only literal `evidence["match"]` text is highlighted).
-Unknown names are fine: they render with their name only. `highlight()`
-returns markup that is safe to embed: every character of the input is escaped
-and only the `<mark>` wrappers it adds are raw HTML. Standard library and
-MarkupSafe (a Jinja2 dependency) only.
+Contract: the one registry is `lab.signatures` (titles, upstream issue, fix,
+fixed-in release, related signatures); `info(name, extra)` returns its
+`describe(name)` merged with per-call `extra` metadata, with every key the
+templates read ("title", "issue_url", "fix_url", "fixed_in", "note",
+"related", "pattern"). `SIGNATURES` is the registry's named entries, for callers that
+list what is known. `highlight()` returns markup that is safe to embed: every
+character of the input is escaped and only the `<mark>` wrappers it adds are
+raw HTML. Standard library and MarkupSafe (a Jinja2 dependency) only.
 """
 
 from __future__ import annotations
@@ -17,25 +17,23 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from lab import signatures as registry
+
 SIGNATURES: dict[str, dict[str, Any]] = {
-    "sentinel-poll-attributeerror": {
-        "title": "AttributeError from the sentinel poll during worker shutdown",
-        "issue_url": "https://github.com/celery/celery/issues",
-        "fixed_in": None,
-        "pattern": r"AttributeError\b[^\n]*",
-    },
-}
+    name: registry.describe(name) for name in [s.name for s in registry.KNOWN] + list(registry.BEHAVIOUR)}
+
+UPSTREAM = ("https://github.com/celery/", "https://github.com/redis/", "https://github.com/python/")
 
 
 def info(name: str | None, extra: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Metadata for a signature, merged from SIGNATURES and `extra`."""
+    """Metadata for a signature (see the module contract); {} for no name."""
     if not name:
         return {}
-    merged = dict(SIGNATURES.get(name, {}))
+    merged = dict(registry.describe(name))
     merged.update((extra or {}).get(name, {}))
-    merged.setdefault("title", "")
-    merged.setdefault("issue_url", "")
-    merged.setdefault("fixed_in", None)
+    for key in ("title", "issue_url", "fix_url", "fixed_in", "pattern", "note"):
+        merged[key] = merged.get(key) or ""
+    merged["related"] = list(merged.get("related") or ())
     return merged
 
 

@@ -95,7 +95,8 @@ def describe(snap: dict[str, Any], task_id: str | None) -> str:
         return f"broker unreadable: {snap['error']}"
     if task_id and task_id in snap.get("parked_task_ids", []):
         if "unacked" in snap:
-            return "in-flight message parked in the Redis unacked set (returns after the visibility timeout)"
+            return ("in-flight message parked in the Redis unacked set (prediction, not an observation: "
+                    "a worker restores it once the visibility timeout has expired)")
         return ("in-flight message's row is invisible (kombu's SQL transport hides every delivered row "
                 "and has no visibility timeout to bring one back)")
     if task_id and task_id in snap.get("queued_task_ids", []):

@@ -21,10 +21,11 @@ states, the Redis backend's join counter, a broker snapshot of the target.
 Checker:
   pass        callback once with correct input within the window;
   failed-fast the caller saw the chord body FAILURE (a chord error) within it;
-  stall       neither, and something still waits: chord_unlock polling, the
-              member's message parked or queued, a join counter short of its
-              size — in lost-member always (the chord waits for a member that
-              cannot come; the evidence says whether anything even polls);
+  incomplete  neither within the window (N s), and something still waits:
+              chord_unlock polling, the member's message parked or queued, a
+              join counter short of its size — in lost-member always (the
+              chord waits for a member that cannot come; the evidence says
+              whether anything even polls). Never "stall": nothing completed;
   lost        neither, and nothing waits (the work is gone, nothing says so);
   duplicate   a second callback, wrong input, a member completed twice, or a
               callback and a chord error both.
@@ -261,27 +262,27 @@ class ChordStall(Scenario):
         counter_open = bool(counter and counter.get("size") is not None and counter["joined"] < counter["size"])
         running = bool(reruns) and metrics["target_completions"] == 0 and mode == "child-death"
         if recent_polls:
-            sig, metrics["key_figure"] = "chord-unlock-polls-forever", f"stall: {metrics['unlock_polls']} unlock polls"
+            sig, metrics["key_figure"] = "chord-unlock-polls-forever", f"incomplete: {metrics['unlock_polls']} unlock polls"
             cap, every = metrics["unlock_max_retries"], metrics["unlock_interval_s"] or 0
             ends = "it never stops" if cap is None else f"it gives up after {cap} retries (~{cap * every:.0f}s)"
             why = (f"celery.chord_unlock polled {metrics['unlock_polls']}x ({len(recent_polls)} in the last third, "
                    f"{metrics['unlock_retries']} retries; max_retries={cap}: {ends})")
         elif counter_open:
             sig = "chord-join-counter-open"
-            metrics["key_figure"] = f"stall: join {counter['joined']}/{counter['size']}, no poller"
+            metrics["key_figure"] = f"incomplete: join {counter['joined']}/{counter['size']}, no poller"
             why = f"the join counter stands at {counter['joined']}/{counter['size']} and nothing polls"
         elif parked or running:
-            sig, metrics["key_figure"] = "member-pending", "stall: member pending"
+            sig, metrics["key_figure"] = "member-pending", "incomplete: member pending"
             why = f"the target is still pending ({obs.get('where') or 'running'})"
         elif mode == "lost-member":
-            sig, metrics["key_figure"] = "chord-waits-silently", "stall: silent"
+            sig, metrics["key_figure"] = "chord-waits-silently", "incomplete: silent"
             why = "nothing polls and nothing says the chord cannot complete"
         else:
             metrics["key_figure"] = "lost"
             return Outcome(Verdict.LOST, f"no callback and no chord error within {until:.0f}s; nothing waits "
                            f"for the target ({obs.get('where', '')}); body {metrics['body_state_end']}"
                            + (f"; member failed with {cause}" if cause else ""), None, metrics, evidence)
-        return Outcome(Verdict.STALL, f"no callback and no chord error within {until:.0f}s; {why}; "
+        return Outcome(Verdict.INCOMPLETE, f"never completed: no callback and no chord error within {until:.0f}s; {why}; "
                        f"body {metrics['body_state_end']}" + (f"; member failed with {cause}" if cause else ""),
                        sig, metrics, evidence)
 

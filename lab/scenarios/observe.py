@@ -4,9 +4,11 @@ Contract: `exit_observation(worker, bound)` waits for the master to exit
 (bounded), then records exit code / signal, time to exit, processes of this
 worker that outlived the master (orphans, listed before teardown kills
 them), the log tail, the lines at WARNING+ and the signatures found in the
-log. `judge_start_failure(obs)` turns "never reached ready" into silent-exit
-(exit 0, or nothing at WARNING+ said why), bug (it failed loudly with a
-signature) or hang (neither ready nor exited).
+log. `judge_start_failure(obs)` turns "never reached ready" into
+setup-failed (the worker could not import a module its configuration needs:
+the scenario never ran), silent-exit (exit 0, or nothing at WARNING+ said
+why), bug (it failed loudly with a signature) or hang (neither ready nor
+exited).
 """
 
 from __future__ import annotations
@@ -42,6 +44,23 @@ def exit_observation(worker: WorkerController, bound: float) -> dict[str, Any]:
     }
 
 
+IMPORT_FAILURE = re.compile(r"^(ModuleNotFoundError: No module named '[^']+'"
+                            r"|ImportError: cannot import name '[^']+' from '[^']+')", re.M)
+
+
+def import_failure(text: str) -> str | None:
+    """The final ModuleNotFoundError / "cannot import name" line of a start-up traceback, if any.
+
+    Such an exit says the installed packages do not fit together (e.g. kombu
+    5.7.0's Redis transport importing `packaging`, which celery 5.3.6 does not
+    declare): the environment failed, not the worker's lifecycle. Hostile
+    conditions (rlimits, no fork) fail with other errors (MemoryError,
+    OSError), so they stay findings.
+    """
+    found = IMPORT_FAILURE.findall(text)
+    return found[-1] if found else None
+
+
 def _last_signal_mono(worker: WorkerController) -> float:
     signals = [f["mono"] for f in worker.faults if f["kind"] in ("signal", "kill")]
     return signals[-1] if signals else worker.started_mono
@@ -57,6 +76,10 @@ def judge_start_failure(obs: dict[str, Any]) -> Outcome:
     if obs.get("exit_code") is None:
         return Outcome(Verdict.HANG, "neither ready nor exited within the start bound",
                        "start-hang", metrics, evidence)
+    missing = import_failure(obs.get("log_tail", "") + "\n" + "\n".join(obs.get("loud_lines", [])))
+    if missing and obs["exit_code"] != 0:
+        return Outcome(Verdict.SETUP_FAILED, f"the worker could not import what its configuration "
+                       f"needs ({missing}): the scenario never ran", "setup:import", metrics, evidence)
     bugs = [m for m in obs.get("signatures", []) if m["severity"] == "bug"]
     if obs["exit_code"] == 0 or not obs.get("loud_lines"):
         return Outcome(Verdict.SILENT_EXIT, f"exited before ready ({obs.get('exit_desc')}) "

@@ -14,9 +14,10 @@ shutdown_semantics.ledger), orphans, tracebacks. Checker
   cold  (QUIT, TERM then QUIT, TERM with REMAP_SIGTERM=SIGQUIT): stop at once;
   soft  (QUIT with worker_soft_shutdown_timeout): give running tasks up to the timeout, then cold;
 and under every plan: no prefetched (unacked) task lost, no task run twice,
-no process left behind, no traceback. Headline verdict: the most severe
-deviation (lab.verdict.SEVERITY: bug > lost > duplicate > hang), the others
-in `also`. REMAP_SIGTERM and soft shutdown are n/a where the installed
+no process left behind, no traceback. Every deviation is a Finding; the
+headline follows lab.verdict.HEADLINE_ORDER (a traceback before the symptoms
+it caused). The semantics come from the effective configuration: a profile's
+REMAP_SIGTERM or worker_soft_shutdown_timeout changes them. REMAP_SIGTERM and soft shutdown are n/a where the installed
 Celery lacks them (probed, never by version).
 """
 
@@ -93,8 +94,12 @@ class Shutdown(Scenario):
             env["LAB_SOFT_SHUTDOWN_TIMEOUT"] = str(SOFT_TIMEOUT_S)
         shim = [sys.executable, "-c", DEFAULT_SIGNALS_SHIM]  # default dispositions, as in a container
         worker = ctx.worker("worker", env=env, wrapper=shim).start()
+        settings = ctx.profile.get("settings") or {}
+        soft = settings.get("worker_soft_shutdown_timeout", env.get("LAB_SOFT_SHUTDOWN_TIMEOUT") or 0)
         obs: dict[str, Any] = {"plan": ctx.cell.mode, "pool": ctx.cell.pool,
-                               "profile": ctx.cell.profile, "settings": ctx.profile.get("settings", {}),
+                               "profile": ctx.cell.profile, "settings": settings,
+                               "effective": {"REMAP_SIGTERM": env.get("REMAP_SIGTERM", ""),
+                                             "worker_soft_shutdown_timeout": float(soft)},
                                "ready": worker.wait_ready(READY_TIMEOUT)}
         if not obs["ready"]:
             from lab.scenarios.observe import exit_observation

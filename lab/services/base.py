@@ -5,7 +5,9 @@ Contract: `Service.start()` returns only when the server answers on
 returns a URL isolated to that namespace (its own database, vhost or key
 space) for the role "broker" or "backend"; `stop()` is idempotent and leaves no process; `restart()` keeps the
 port. Whoever calls start() owns the service and registers stop() with a
-Reaper. Servers are spawned with `spawn_server`, so they carry LAB_OWNER.
+Reaper. Servers are spawned with `spawn_server`, so they carry LAB_OWNER and
+LAB_SCOPE and are SIGKILLed by the kernel when the lab process that started
+them dies (lab.lifetime; the owner sweep catches what that cannot reach).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from lab.lifetime import popen
 from lab.reaper import OWNER_ENV, owner_token
 
 
@@ -83,14 +86,15 @@ def port_open(host: str, port: int) -> bool:
 
 def spawn_server(argv: list[str], log_path: Path, env: dict | None = None,
                  cwd: Path | None = None, preexec=None) -> subprocess.Popen:
-    """Start a server in its own session, output to log_path, owned by the lab."""
+    """Start a server in its own session, output to log_path, owned by the lab;
+    `preexec` (e.g. dropping root) runs before the parent-death signal is set."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     full_env[OWNER_ENV] = owner_token()
     log = open(log_path, "ab")
     try:
-        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=full_env, cwd=cwd, start_new_session=True, preexec_fn=preexec)
+        return popen(argv, preexec=preexec, stdout=log, stderr=subprocess.STDOUT,
+                     stdin=subprocess.DEVNULL, env=full_env, cwd=cwd, start_new_session=True)
     finally:
         log.close()
 

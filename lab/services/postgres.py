@@ -8,7 +8,9 @@ passes). initdb and postgres refuse root, so as root both run as the
 `postgres` system user (setgid/setuid in the child; the environment, hence
 LAB_OWNER, is kept) in `workdir/pg`, chowned to it. If that user cannot reach
 `workdir` (e.g. pytest's 0700 /tmp/pytest-of-root), the cluster lives in a
-/tmp/lab-pg-* directory linked from `workdir/pg`, which stop() removes.
+/tmp/lab-pg-* directory (with an owner.json, so a sweep removes it once its
+owner is gone) linked from `workdir/pg`, which stop() removes. The server gets
+its parent-death signal after dropping to that user (setuid clears it).
 `prepare(namespace)` creates database <namespace> (sanitised to [a-z0-9_];
 idempotent, thread-safe); roles map to kombu's `sqla+postgresql+psycopg2` (broker)
 and Celery's `db+postgresql+psycopg2` (backend). `restart()` keeps the port and the data.
@@ -28,6 +30,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from lab.reaper import write_owner
 from lab.services.base import (Service, ServiceError, free_port, log_tail, spawn_server,
                                stop_process, wait_until)
 
@@ -204,6 +207,7 @@ class PostgresServer(PostgresNamespaces, Service):
             return root
         root.rmdir()
         self.external = Path(tempfile.mkdtemp(prefix=f"lab-pg-{self.port}-"))
+        write_owner(self.external)
         self._own(self.external)
         root.symlink_to(self.external)
         self.notes.append(f"{self.user} cannot reach {self.workdir}; cluster in {self.external}")

@@ -13,7 +13,8 @@ wrappers `su rabbitmq` when run as root, and the node itself runs fine as root.
 gives guest full rights on it (idempotent, thread-safe); only the role
 "broker" exists. `stop()` stops the node (TERM, then KILL), then everything it
 spawned (erl_child_setup and inet_gethost sit in sessions of their own) and
-its epmd. `restart()` keeps the
+its epmd. The script execs the Erlang VM (RUNNING_UNDER_SYSTEMD), so the
+node itself dies with the lab process that started it. `restart()` keeps the
 ports and the data (vhosts, durable queues).
 """
 
@@ -159,6 +160,9 @@ class RabbitMQServer(VhostNamespaces, Service):
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1} "
                                                    "-start_epmd false",
             "ERL_FLAGS": "", "ERL_AFLAGS": "", "ERL_ZFLAGS": "", "RABBITMQ_ALLOW_INPUT": "",
+            # the script then execs the VM instead of forking it, so the parent-death signal
+            # reaches beam.smp (it also stops on SIGTERM itself; no sd_notify without NOTIFY_SOCKET)
+            "RUNNING_UNDER_SYSTEMD": "true",
         }
 
     def _write_files(self) -> None:

@@ -263,3 +263,29 @@ def screenshot(cdp: CDP, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(base64.b64decode(shot["data"]))
     cdp("Emulation.clearDeviceMetricsOverride")
+
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-default-browser-check", "--disable-extensions"]
+
+
+@pytest.fixture
+def pw_page(tmp_path):
+    """A Playwright page in Debian's Chromium (executable_path, a fresh user-data-dir, no browser
+    download); yields (page, problems) where problems collects console errors and page errors."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    binary = chromium_path()
+    problems: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "pw-profile"), executable_path=binary, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000})
+        try:
+            page = context.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("request", lambda r: problems.append("network: " + r.url)
+                    if not r.url.startswith(("file:", "data:", "about:")) else None)
+            yield page, problems
+        finally:
+            context.close()

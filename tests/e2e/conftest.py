@@ -1,3 +1,3 @@
-"""e2e fixtures: the headless Chromium `browser` (see chromium.py)."""
+"""e2e fixtures: headless Chromium, as `browser` (CDP) and `pw_page` (Playwright); see chromium.py."""
 
-from chromium import browser  # noqa: F401
+from chromium import browser, pw_page  # noqa: F401

@@ -56,10 +56,37 @@ def test_ctrl_c_keeps_finished_cells_and_leaves_nothing(tmp_path, owner_token):
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=90)
     assert proc.returncode == 130, out.decode()[-2000:]
-    assert b"rerun resumes" in out or b"resume" in out
+    text = out.decode(errors="replace")
+    assert f"nox -s matrix -- --resume {run_dir.resolve()}" in text, text[-2000:]  # the exact command
     records = list(read_records([run_dir]))
     assert 1 <= len(records) < 4
     assert all(r.outcome.verdict.value != "error" for r in records)
     assert find_owned(owner_token) == []
     plan = json.loads((run_dir / "plan.json").read_text())
     assert len(plan["cells"]) == 4
+
+
+def test_three_shards_merge_into_the_single_run(tmp_path):
+    """Issue 15: N=3 shards, run apart and merged by the report, hold the same cells and the same
+    verdicts as one run of the whole plan (lifecycle-smoke cells are deterministic)."""
+    import celery
+
+    from lab.report.loader import load
+    from lab.runner import run_cells
+    data = {"matrix": {"celery": [celery.__version__], "pools": ["solo", "threads", "prefork"],
+                       "brokers": ["redis"], "scenarios": ["lifecycle-smoke"], "lanes": 2}}
+    matrix = parse_matrix(data, "shards.toml", "shards")
+    whole = create_run_dir(tmp_path, "whole")
+    write_plan(whole, make_plan(matrix, "whole"))
+    run_cells(whole)
+    shards = []
+    for index in (1, 2, 3):
+        run_dir = create_run_dir(tmp_path, f"shard{index}")
+        write_plan(run_dir, make_plan(matrix, f"shard{index}", (index, 3)))
+        run_cells(run_dir)
+        shards.append(run_dir)
+    single = {r.cell_id: r.outcome.verdict.value for r in read_records([whole])}
+    merged = load(shards)
+    assert {e.record.cell_id: e.verdict.value for e in merged.entries} == single
+    assert not any(cell.planned for t in merged.scenarios for s in t.sections for cell in s.cells.values())
+    assert merged.shard_notes[0].startswith(f"plan {json.loads((shards[0] / 'plan.json').read_text())['plan_id']}: 3 of 3")

@@ -45,3 +45,29 @@ def test_shutdown_plan_is_judged_from_observation(tmp_path, hub, pool, profile, 
     assert (outcome.verdict.value == "pass") == (not deviations), outcome.summary
     for code in deviations:
         assert code in outcome.evidence["deviations"]
+
+
+@pytest.mark.parametrize("pool", ["prefork", "gevent"])
+def test_soft_shutdown_profile_turns_remap_term_into_a_soft_shutdown(tmp_path, hub, pool):
+    """Issue 13, inputs 1-2: the profile's worker_soft_shutdown_timeout makes REMAP_SIGTERM's cold
+    shutdown a soft one, so a prompt exit after the 3 s timeout is not `cold-slow-exit`; a traceback
+    the worker printed, if any, heads the outcome over the timing symptoms it caused."""
+    import celery
+    from lab.scenarios.shutdown import soft_shutdown_supported
+    if not soft_shutdown_supported():
+        pytest.skip(f"celery {celery.__version__} has no worker_soft_shutdown_timeout")
+    cell = Cell(celery.__version__, pool, "redis", "redis", "shutdown", "soft-shutdown", "remap-term")
+    services = hub.for_cell("redis", "redis", tmp_path / "svc", "ss")
+    run_dir = create_run_dir(tmp_path, "ss")
+    record = run_cell({"run_id": "ss", "run_dir": str(run_dir), "cell": cell.to_dict(),
+                       "broker_url": services.broker_url, "backend_url": services.backend_url,
+                       "namespace": "ss", "profile": PROFILES["soft-shutdown"]})
+    outcome = record.outcome
+    assert outcome.verdict.value not in ("error", "n/a"), outcome.summary
+    assert outcome.metrics["semantics"] == "soft" and outcome.metrics["soft_timeout_s"] == 3.0
+    assert "stall:cold-slow-exit" not in outcome.finding_keys()
+    crashes = [f for f in outcome.findings if f.crash]
+    if crashes:
+        assert outcome.signature == crashes[0].signature, outcome.summary
+    elif outcome.metrics.get("exit_code") == 0:
+        assert "stall:soft-slow-exit" not in outcome.finding_keys(), outcome.summary

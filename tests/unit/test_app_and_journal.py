@@ -65,12 +65,12 @@ def test_find_owned_sees_a_spawned_child(owner_token):
         proc.wait()
 
 
-def test_install_failure_becomes_error_records(tmp_path):
+def test_install_failure_becomes_setup_failed_records(tmp_path):
     run_dir = create_run_dir(tmp_path, "r1")
     write_plan(run_dir, make_plan(load_matrix("smoke"), "r1"))
     assert record_install_failure(run_dir, "5.6.2", "No matching distribution") == 10
     records = list(read_records([run_dir]))
-    assert {r.outcome.verdict.value for r in records} == {"error"}
-    assert records[0].outcome.signature == "install-failure"
+    assert {r.outcome.verdict.value for r in records} == {"setup-failed"}
+    assert records[0].outcome.signature == "setup:install"
     assert "No matching distribution" in records[0].outcome.evidence["install_log"]
     assert record_install_failure(run_dir, "5.6.2", "again") == 0  # idempotent

@@ -56,32 +56,32 @@ def test_chord_error_seen_by_caller_is_failed_fast():
     assert out.evidence["chord_error"] == CHORD_ERROR
 
 
-def test_unlock_polling_on_lost_member_is_stall_with_poll_count():
+def test_unlock_polling_on_lost_member_is_incomplete_with_poll_count():
     polls = [float(t) for t in range(-1, 20)]
     out = SCENARIO.judge(obs(mode="lost-member", callbacks=(), target_starts=(), target_ends=(), polls=polls,
                              until=20.1, body_state="PENDING"))
-    assert out.verdict == Verdict.STALL and out.signature == "chord-unlock-polls-forever"
-    assert out.metrics["key_figure"] == "stall: 21 unlock polls"
+    assert out.verdict == Verdict.INCOMPLETE and out.signature == "chord-unlock-polls-forever"
+    assert out.metrics["key_figure"] == "incomplete: 21 unlock polls"
     assert out.metrics["unlock_max_retries"] is None and out.metrics["unlock_polls_last_third"] == 6
 
 
 def test_polls_that_stopped_early_are_not_counted_as_rising():
     out = SCENARIO.judge(obs(mode="lost-member", callbacks=(), target_starts=(), target_ends=(),
                              polls=[0.0, 1.0, 2.0], until=20.0, body_state="PENDING"))
-    assert out.verdict == Verdict.STALL and out.signature == "chord-waits-silently"
+    assert out.verdict == Verdict.INCOMPLETE and out.signature == "chord-waits-silently"
 
 
-def test_open_join_counter_without_poller_is_stall():
+def test_open_join_counter_without_poller_is_incomplete():
     out = SCENARIO.judge(obs(mode="lost-member", callbacks=(), target_starts=(), target_ends=(),
                              counter={"joined": 3, "size": 4}, until=20.0, body_state="PENDING"))
-    assert out.verdict == Verdict.STALL and out.signature == "chord-join-counter-open"
-    assert out.metrics["key_figure"] == "stall: join 3/4, no poller"
+    assert out.verdict == Verdict.INCOMPLETE and out.signature == "chord-join-counter-open"
+    assert out.metrics["key_figure"] == "incomplete: join 3/4, no poller"
 
 
-def test_member_parked_in_broker_is_stall():
+def test_member_parked_in_broker_is_incomplete():
     out = SCENARIO.judge(obs(callbacks=(), target_starts=(-1.0,), target_ends=(), parked=True, until=20.0,
                              body_state="PENDING"))
-    assert out.verdict == Verdict.STALL and out.signature == "member-pending"
+    assert out.verdict == Verdict.INCOMPLETE and out.signature == "member-pending"
 
 
 def test_nothing_waits_and_nothing_fails_is_lost():

@@ -31,10 +31,11 @@ def test_prompt_rerun_is_pass():
     assert out.verdict == Verdict.PASS and "re-ran 3.0s" in out.summary
 
 
-def test_parked_in_redis_unacked_is_stall_without_waiting():
+def test_parked_in_redis_unacked_is_incomplete_with_a_labelled_prediction():
     out = SCENARIO.judge(obs(callbacks=(), long_ends=(), parked=True))
-    assert out.verdict == Verdict.STALL and "not measured" in out.summary
-    assert out.signature == "visibility-timeout-stall"
+    assert out.verdict == Verdict.INCOMPLETE and "prediction, not observed" in out.summary
+    assert out.signature == "visibility-timeout-parked"
+    assert out.metrics["observed_end"] == "parked"
 
 
 def test_measured_stall_reports_seconds_and_vt_ratio():

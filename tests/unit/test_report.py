@@ -135,7 +135,7 @@ def test_signature_is_highlighted_with_safe_markup(built):
     root, records, index = built
     bug = next(r for r in records if r.outcome.signature == samples.SIGNATURE)
     text = (index.parent / cells_in(index)[bug.cell_id]).read_text()
-    assert "<mark class=\"sig\">AttributeError: &#39;NoneType&#39; object has no attribute &#39;poll&#39;</mark>" in text
+    assert "<mark class=\"sig\">AttributeError: &#39;ForkProcess&#39; object has no attribute &#39;_sentinel_poll&#39;</mark>" in text
     marked = highlight("<b>boom</b> AttributeError <script>", ["boom"], r"AttributeError")
     assert str(marked) == ("&lt;b&gt;<mark class=\"sig\">boom</mark>&lt;/b&gt; "
                            "<mark class=\"sig\">AttributeError</mark> &lt;script&gt;")
@@ -211,15 +211,35 @@ def test_summary_md(built):
     root, records, index = built
     text = (index.parent / "summary.md").read_text()
     assert text.startswith("## Celery lifecycle lab: `20240102-120000-curr01`")
-    assert "| scenario | cells |" in text
+    # what changed comes first, against a named baseline (run id and date)
+    changes = text.index("### What changed since `20240101-120000-base01` (")
+    assert changes < text.index("| scenario | cells |") < text.index("### Findings")
+    assert "**3 worse, 0 better, 1 other changes, 1 new, 1 gone**" in text
+    assert "pass → **bug**" in text and "Gone (only in the baseline)" in text
     assert "| lifecycle-smoke | 9 | 3 | 1 | 1 | 1 | 1 | 1 | 1 |" in text
     assert "Lab errors (1)" in text and "say nothing about Celery" in text
-    assert "Findings (4)" in text
+    assert "### Findings (4, every one)" in text
     assert "2 cores, load 0.5" in text and "9 of 10 cells" in text
     assert "<img" not in text and "&lt;img" in text
-    assert "### Changes vs baseline `baseline`" in text
-    assert "pass → **bug** (worse)" in text
-    assert "only in baseline (pass)" in text
+
+
+def test_summary_md_lists_every_finding_grouped(tmp_path):
+    from lab.results import append_record
+
+    base = samples.make_records()[0]
+    (tmp_path / "run").mkdir()
+    for i in range(60):
+        record = samples.make_records()[0]
+        record.cell_id = f"{base.cell_id}-{i}"
+        record.cell = dict(base.cell, celery=f"5.{i}.0")
+        record.outcome.verdict, record.outcome.signature = Verdict.STALL, "visibility-timeout-stall"
+        append_record(tmp_path / "run", record)
+    build_report([tmp_path / "run"], tmp_path / "out")
+    text = (tmp_path / "out" / "summary.md").read_text()
+    assert "### Findings (60, every one)" in text
+    assert text.count("visibility-timeout-stall") == 1   # grouped, not 60 lines
+    assert all(f"5.{i}.0/" in text for i in range(60))
+    assert "more (see the HTML report)" not in text
 
 
 def test_diff_lists_changed_verdicts(built):
@@ -267,7 +287,8 @@ def test_summary_rows_counts_per_scenario(built):
     assert len(rows) == 1
     row = dict(zip(SUMMARY_HEADER, rows[0]))
     assert row == {"scenario": "lifecycle-smoke", "cells": 9, "pass": 3, "bug": 1, "lost": 1, "duplicate": 0,
-                   "hang": 0, "silent-exit": 0, "stall": 1, "failed-fast": 1, "n/a": 1, "error": 1}
+                   "hang": 0, "silent-exit": 0, "incomplete": 0, "stall": 1, "failed-fast": 1, "n/a": 1,
+                   "setup-failed": 0, "error": 1}
     other = samples.make_records()[0]
     other.cell = dict(other.cell, scenario="another")
     rows = summary_rows(records + [other])

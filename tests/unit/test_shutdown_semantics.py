@@ -51,17 +51,25 @@ def test_warm_as_documented_is_pass():
 
 
 def test_warm_with_exit_1_is_a_finding():
-    out = judge(run("int", exit_code=1))
+    out = judge(run("term", exit_code=1))
     assert out.verdict == Verdict.BUG and out.signature == "warm-exit-code:1"
+
+
+def test_sigint_exits_1_by_design():
+    """celery/apps/worker.py: install_worker_int_handler(..., exitcode=EX_FAILURE)."""
+    assert judge(run("int", exit_code=1)).verdict == Verdict.PASS
+    out = judge(run("int", exit_code=0))
+    assert out.verdict == Verdict.BUG and out.signature == "warm-exit-code:0"
 
 
 def test_task_started_after_the_signal():
     late = [ev("exec_start", S0 + 5.5, "pre-0"), ev("exec_end", S0 + 5.8, "pre-0")]
     out = judge(run("term", extra_events=late))
-    assert out.signature == "started-after-signal"
+    assert "bug:started-after-signal" in out.finding_keys()
     assert "pre-0 +5.5s" in out.summary
-    # pre-0 also ran again in the drain worker: reported too (bug outranks duplicate in SEVERITY)
-    assert out.verdict == Verdict.BUG and "duplicate" in out.also
+    # pre-0 also ran again in the drain worker: a duplicate heads a timing-free deviation (HEADLINE_ORDER)
+    assert out.verdict == Verdict.DUPLICATE and out.signature == "duplicate-execution"
+    assert "bug" in out.also
 
 
 def test_warm_cut_running_task_lost_under_early_ack():
@@ -143,7 +151,7 @@ def test_not_drained_means_requeue_unknown_not_lost():
     assert out.verdict == Verdict.HANG and "unacked-task-lost" not in out.metrics["deviations"]
 
 
-def test_parked_in_redis_unacked_is_a_stall_not_a_loss():
+def test_parked_in_redis_unacked_is_incomplete_not_lost():
     obs = run("quit", cut=True, exit_s=0.8, acks_late=True)
     sent = {row["task_id"]: key for key, row in obs["events"]["keys"].items()}
     events = [ev("task_received", 98.0, task_id="t-run-0"), ev("exec_start", 99.0, "run-0"),
@@ -153,7 +161,8 @@ def test_parked_in_redis_unacked_is_a_stall_not_a_loss():
               ev("exec_start", DRAIN + 1, "pre-1"), ev("exec_end", DRAIN + 2, "pre-1")]
     obs["events"] = ledger(events, sent, obs["signal_monos"], DRAIN, parked_ids=["t-run-0", "t-run-1"])
     out = judge(obs)
-    assert out.verdict == Verdict.STALL and out.signature == "unacked-task-parked", out.summary
+    assert out.verdict == Verdict.INCOMPLETE and out.signature == "unacked-task-parked", out.summary
+    assert "prediction, not observed" in out.summary
 
 
 def test_unacked_task_failed_by_the_shutdown():

@@ -1,0 +1,89 @@
+"""How many cells run at once: a fixed number, or `auto` — admitted by measured CPU load.
+
+Contract. `LaneGate(limit, auto)` is entered by a lane thread before it starts
+a cell (`with gate.admit(): ...`). With a fixed limit it is a semaphore. With
+`auto`, up to `limit` cells (default 2 × cores) may run, but a new cell is
+admitted only while the host's CPU utilisation, sampled every 0.5 s by
+psutil over the last ~2 s, is under `busy` (default 0.6, a fraction of all
+cores) — and always when nothing runs, so the run progresses. Cells are
+mostly waiting (timeouts, sleeps, a broker's restore cadence), so more lanes
+than cores cost nothing until the CPU is busy; timing-sensitive cells then
+keep the CPU they need. Every admission is recorded (`gate.history`: lanes
+in use and the load seen) so a run's record says what it ran under. Waits
+are bounded: a cell waits at most `max_wait_s` (30 s) for the load to fall.
+The basis, and the verdicts compared with 1 lane: bench/bench_lanes.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from typing import Iterator
+
+import psutil
+
+SAMPLE_S = 0.5
+WINDOW = 4  # samples: ~2 s
+
+
+class LaneGate:
+    def __init__(self, limit: int | None = None, auto: bool = False, busy: float = 0.6,
+                 max_wait_s: float = 30.0) -> None:
+        cores = os.cpu_count() or 1
+        self.auto = auto
+        self.limit = max(1, limit or (2 * cores if auto else 2))
+        self.busy, self.max_wait_s = busy, max_wait_s
+        self.running = 0
+        self.history: list[dict] = []
+        self._cond = threading.Condition()
+        self._samples: list[float] = []
+        self._stop = threading.Event()
+        if auto:
+            psutil.cpu_percent(interval=None)  # prime the counter
+            threading.Thread(target=self._sample, name="lane-load", daemon=True).start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(SAMPLE_S):
+            value = psutil.cpu_percent(interval=None) / 100.0
+            with self._cond:
+                self._samples = (self._samples + [value])[-WINDOW:]
+                self._cond.notify_all()
+
+    @property
+    def load(self) -> float:
+        """CPU utilisation over the last ~2 s, 0..1 of all cores (0 before the first sample)."""
+        return sum(self._samples) / len(self._samples) if self._samples else 0.0
+
+    def _may_start(self, waited: float) -> bool:
+        if self.running >= self.limit:
+            return False
+        if not self.auto or self.running == 0 or waited >= self.max_wait_s:
+            return True
+        return self.load < self.busy
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        start = time.monotonic()
+        with self._cond:
+            while not self._may_start(time.monotonic() - start):
+                self._cond.wait(SAMPLE_S)
+            self.running += 1
+            self.history.append({"running": self.running, "load": round(self.load, 2),
+                                 "waited_s": round(time.monotonic() - start, 2)})
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.running -= 1
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def describe(self) -> dict:
+        runs = [h["running"] for h in self.history] or [0]
+        return {"mode": "auto" if self.auto else "fixed", "limit": self.limit, "busy": self.busy,
+                "max_concurrent": max(runs), "admissions": len(self.history),
+                "waited_s": round(sum(h["waited_s"] for h in self.history), 1)}

@@ -1,0 +1,84 @@
+"""The runner's watchdog: what the kernel's parent-death signal cannot reach.
+
+Contract: `Watchdog.start(token, hint)` spawns `python -m lab.watchdog TOKEN`
+in a session of its own (a signal to the runner's process group misses it)
+with a pipe on its stdin whose write end only the runner holds. `disarm()`
+(a normal end) writes "done" and waits for it to exit. If the runner dies
+any other way, SIGKILL included, the kernel closes the pipe; the watchdog
+then SIGKILLs every process `TOKEN` still owns (forked pool children, a
+server that changed user, anything a dead cell left), removes the lab temp
+dirs `TOKEN` owned whose owner process is gone, and prints what it did and `hint` (the exact resume
+command) on the runner's stdout. Bounded: the sweep repeats for at most
+SWEEP_S seconds. Exit status 0 after a sweep that left nothing, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from lab.reaper import find_owned, kill_tree, remove_stale_temp_dirs
+
+SWEEP_S = 20.0
+DONE = b"done\n"
+
+
+class Watchdog:
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+
+    @classmethod
+    def start(cls, token: str, hint: str = "") -> "Watchdog":
+        """Spawn the watchdog for this process; raises OSError if it cannot start."""
+        proc = subprocess.Popen([sys.executable, "-m", "lab.watchdog", token, hint],
+                                stdin=subprocess.PIPE, start_new_session=True)
+        return cls(proc)
+
+    def disarm(self, timeout: float = 10.0) -> None:
+        """A normal end: tell the watchdog not to sweep, and reap it."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(DONE)
+                self.proc.stdin.close()
+            except (BrokenPipeError, ValueError):
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def sweep(token: str, bound: float = SWEEP_S) -> tuple[int, list]:
+    """SIGKILL what `token` owns until nothing is left or `bound` s passed;
+    returns (processes killed, survivors)."""
+    killed, deadline = 0, time.monotonic() + bound
+    while True:
+        found = find_owned(token)
+        if not found:
+            return killed, []
+        killed += len(found)
+        survivors = kill_tree(found, timeout=2.0)
+        if time.monotonic() >= deadline:
+            return killed, survivors
+        time.sleep(0.2)  # a process that was forking when we looked: look again
+
+
+def main(argv: list[str]) -> int:
+    token, hint = argv[0], (argv[1] if len(argv) > 1 else "")
+    data = sys.stdin.buffer.read()  # returns at EOF: the runner ended, one way or another
+    if data == DONE:
+        return 0
+    killed, survivors = sweep(token)
+    removed = remove_stale_temp_dirs(token=token)
+    print(f"lab watchdog: the runner died; killed {killed} leftover process(es), "
+          f"removed {len(removed)} temp dir(s)" + (f"; {len(survivors)} survived" if survivors else ""),
+          flush=True)
+    if hint:
+        print(f"resume: {hint}", flush=True)
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
