@@ -1,22 +1,25 @@
 """The broker-fault checker: a pure function of recorded observations (no Celery).
 
 Contract: `judge(obs)` turns what lab.scenarios.broker_fault observed into an
-Outcome; every finding (verdict, signature, summary) is listed in
-evidence["findings"] and the headline is the most severe
-(lab.verdict.SEVERITY), the others in `also`. Times are seconds after the
-broker answered again ("back"). Findings:
-  exit-after-ready-silent   SILENT_EXIT  the worker exited 0 after ready with nothing at ERROR+
-  exit-after-ready-loud     BUG          it exited otherwise (the log's bug signature if known)
-  gave-up-after-retry-budget FAILED_FAST outage-long only: it exited, saying so at ERROR+,
-                                         once the (scaled) retry budget was spent
-  catatonic-after-broker-fault BUG       alive, with sockets to the broker, and it consumed
-                                         none of the PROBES probes within PROBE_BOUND_S
-  no-reconnect-after-broker-fault HANG   alive, no socket to the broker, consumed nothing
-  probe-lost                LOST         some probes started or completed, not all, in the bound
-  inflight-lost             LOST         work in flight at the fault never completed
-  inflight-duplicate / chord-callback-duplicate  DUPLICATE  completed more than once
-  chord-callback-lost       LOST         the chord's callback never ran
-  probe-publish-failed      ERROR        the lab could not publish its probe (the lab failed)
+Outcome whose `findings` hold every lab.verdict.Finding observed; the
+headline follows lab.verdict's HEADLINE_ORDER (Outcome.of). Times are
+seconds after the broker answered again ("back"). Findings:
+  exit-after-ready-silent    SILENT_EXIT  exited 0 after ready with nothing at ERROR+
+  exit-after-ready-loud      BUG          any other exit after ready (a known signature's
+                                          name, marked crash, when the log has one)
+  gave-up-after-retry-budget FAILED_FAST  outage-long only: it exited, saying so at ERROR+,
+                                          once the (scaled) retry budget was spent
+  catatonic-after-broker-fault BUG        alive, sockets open to the broker, none of PROBES
+                                          probes consumed within PROBE_BOUND_S (evidence:
+                                          process tree, sockets, inspect ping/active, log)
+  no-reconnect-after-broker-fault HANG    alive, no socket to the broker, nothing consumed
+  probes-incomplete          INCOMPLETE   some probes started or completed, not all, in the bound
+  inflight-lost / -incomplete LOST / INCOMPLETE  in-flight work never completed: lost when
+                                          its worker exited or the broker came back empty
+  chord-callback-lost / -incomplete  the same for the chord's callback (lost when its
+                                          result backend was the faulted server, emptied)
+  inflight-duplicate, chord-callback-duplicate  DUPLICATE  completed more than once
+  probe-publish-failed       ERROR        the lab could not publish its probe (the lab failed)
 Pass: every probe completed within the bound, every in-flight unit exactly
 once, the callback once. The in-flight ledger (completed once, redelivered,
 lost, duplicated), the time to first consume, whether the broker's data
@@ -29,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from lab.scenarios.observe import judge_start_failure
-from lab.verdict import SEVERITY, Outcome, Verdict
+from lab.verdict import Finding, Outcome, Verdict
 
 PROBES = 3
 PROBE_DELAY_S = 2.0     # after the broker is back (issue 10: "two seconds after it is back")
@@ -76,10 +79,11 @@ def judge(obs: dict[str, Any]) -> Outcome:
     after_back = sorted(t for row in ex.values() for t in row.get("starts", []) if t >= 0)
     first_consume = after_back[0] if after_back else None
     log = obs.get("log_after_fault") or {}
-    findings: list[dict[str, str]] = []
+    findings: list[Finding] = []
 
-    def add(verdict: Verdict, signature: str, summary: str) -> None:
-        findings.append({"verdict": verdict.value, "signature": signature, "summary": summary})
+    def add(verdict: Verdict, signature: str, summary: str, evidence: dict | None = None,
+            crash: bool = False) -> None:
+        findings.append(Finding(verdict, signature, summary, evidence or {}, crash))
 
     publish = obs.get("probe_publish") or {}
     if publish.get("sent", 0) < PROBES:
@@ -104,7 +108,8 @@ def judge(obs: dict[str, Any]) -> Outcome:
             bugs = [m for m in log.get("signatures") or [] if m.get("severity") == "bug" and m.get("known")]
             add(Verdict.BUG, bugs[0]["name"] if bugs else "exit-after-ready-loud",
                 f"the worker exited after ready ({exit_['exit_desc']}, {when})"
-                + (f": {errors[-1][:200]}" if errors else ""))
+                + (f": {errors[-1][:200]}" if errors else ""),
+                {"traceback": bugs[0]["excerpt"]} if bugs else {}, crash=bool(bugs))
     elif len(done) < len(probes):
         cat = obs.get("catatonia") or {}
         sockets = cat.get("sockets_to_broker") or []
@@ -116,29 +121,40 @@ def judge(obs: dict[str, Any]) -> Outcome:
                     f"alive and connected ({len(sockets)} socket(s) to the broker) but consumed none of "
                     f"{len(probes)} probes within {PROBE_BOUND_S:g}s; inspect ping: "
                     f"{_short((cat.get('inspect') or {}).get('ping'))}; its log after the fault: {lost} "
-                    f"'Connection to broker lost', {seen} 'Connected to'")
+                    f"'Connection to broker lost', {seen} 'Connected to'",
+                    {"process_tree": repr(cat.get("tree")), "sockets_to_broker": repr(sockets),
+                     "inspect": repr(cat.get("inspect")), "last_log_lines": cat.get("last_log_lines", "")})
             else:
                 add(Verdict.HANG, "no-reconnect-after-broker-fault",
                     f"alive, no socket to the broker, consumed none of {len(probes)} probes within "
                     f"{PROBE_BOUND_S:g}s ({log.get('cannot_connect', 0)} 'Cannot connect' lines)")
         else:
-            add(Verdict.LOST, "probe-lost", f"{len(done)} of {len(probes)} probes completed within "
-                f"{PROBE_BOUND_S:g}s (started: {_fmt(started)})")
+            add(Verdict.INCOMPLETE, "probes-incomplete", f"{len(done)} of {len(probes)} probes completed "
+                f"within {PROBE_BOUND_S:g}s (started: {_fmt(started)})")
     led = inflight_ledger(obs)
+    survived = data_survived(obs)
     if led["lost"]:
-        add(Verdict.LOST, "inflight-lost", f"work in flight at the fault never completed: {_fmt(led['lost'])}"
-            + (" (redelivered, still not completed)" if set(led["lost"]) & set(led["redelivered"]) else ""))
+        # gone for good when the worker that ran it exited or the broker came back without its data;
+        # otherwise only "not completed within the window"
+        gone = bool(exit_) or survived is False
+        add(Verdict.LOST if gone else Verdict.INCOMPLETE, "inflight-lost" if gone else "inflight-incomplete",
+            f"work in flight at the fault never completed: {_fmt(led['lost'])}"
+            + (" (redelivered, still not completed)" if set(led["lost"]) & set(led["redelivered"]) else "")
+            + (" and the worker exited" if exit_ else " and the broker came back without its data"
+               if survived is False else f" within {obs.get('observed_until', 0):.0f}s of the broker's return"))
     if led["duplicated"]:
         add(Verdict.DUPLICATE, "inflight-duplicate",
             f"work in flight at the fault completed more than once: {_fmt(led['duplicated'])}")
     callbacks = obs.get("callbacks") or []
-    survived = data_survived(obs)
     if moment == "chord":
         if not callbacks:
+            gone = obs.get("placement") == "same-server" and survived is False
             why = (" (the chord's state was in the result backend on the faulted server, which came back "
-                   "without its data)" if obs.get("placement") == "same-server" and survived is False else "")
-            add(Verdict.LOST, "chord-callback-lost", f"the chord's callback never ran within "
-                f"{obs.get('observed_until', 0):.0f}s of the broker's return{why}")
+                   "without its data)" if gone else "")
+            add(Verdict.LOST if gone else Verdict.INCOMPLETE,
+                "chord-callback-lost" if gone else "chord-callback-incomplete",
+                f"the chord's callback never ran within {obs.get('observed_until', 0):.0f}s of the broker's "
+                f"return{why}")
         elif len(callbacks) > 1:
             add(Verdict.DUPLICATE, "chord-callback-duplicate", f"the chord's callback ran {len(callbacks)}x")
     retry = obs.get("retry_settings") or {}
@@ -166,29 +182,22 @@ def judge(obs: dict[str, Any]) -> Outcome:
         "log_after_fault": "\n".join((log.get("lost_lines") or []) + (log.get("connected_lines") or [])
                                      + (log.get("error_lines") or [])),
         "log_tail": obs.get("log_tail", ""),
-        "findings": findings,
     }
-    if obs.get("catatonia"):
-        cat = obs["catatonia"]
-        evidence.update(process_tree=repr(cat.get("tree")), sockets_to_broker=repr(cat.get("sockets_to_broker")),
-                        inspect=repr(cat.get("inspect")), last_log_lines=cat.get("last_log_lines", ""))
     if not findings:
         metrics["key_figure"] = f"pass, consumed {first_consume:.1f}s after return" if first_consume is not None \
             else "pass"
         inflight = (f"; in flight: {len(led['completed_once'])} completed once"
                     + (f" ({len(led['redelivered'])} redelivered)" if led["redelivered"] else "")
                     if obs.get("inflight_keys") else "")
-        return Outcome(Verdict.PASS, f"{fault} at {moment}: {len(done)}/{len(probes)} probes completed within "
-                       f"{PROBE_BOUND_S:g}s, first consume {first_consume:.1f}s after the broker's return"
-                       f"{inflight}" + ("; callback once" if moment == "chord" else ""),
-                       None, metrics, evidence)
-    worst = min((Verdict(f["verdict"]) for f in findings), key=SEVERITY.index)
-    head = next(f for f in findings if f["verdict"] == worst.value)
-    metrics["key_figure"] = head["signature"]
-    metrics["findings"] = [f["signature"] for f in findings]
-    others = sorted({f["verdict"] for f in findings} - {worst.value})
-    summary = f"{fault} at {moment}: " + "; ".join(f["summary"] for f in findings)
-    return Outcome(worst, summary[:700], head["signature"], metrics, evidence, others)
+        passed = (f"{fault} at {moment}: {len(done)}/{len(probes)} probes completed within {PROBE_BOUND_S:g}s, "
+                  f"first consume {first_consume:.1f}s after the broker's return{inflight}"
+                  + ("; callback once" if moment == "chord" else ""))
+        return Outcome.of([], metrics, evidence, passed=passed)
+    outcome = Outcome.of(findings, metrics, evidence)
+    outcome.metrics["key_figure"] = outcome.signature
+    outcome.metrics["findings"] = [f.signature for f in findings]
+    outcome.summary = f"{fault} at {moment}: {outcome.summary}"[:900]
+    return outcome
 
 
 def _short(value: Any) -> str:

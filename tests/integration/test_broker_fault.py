@@ -22,8 +22,9 @@ from lab.results import create_run_dir  # noqa: E402
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 FINDINGS = {"catatonic-after-broker-fault", "no-reconnect-after-broker-fault", "exit-after-ready-silent",
-            "exit-after-ready-loud", "gave-up-after-retry-budget", "probe-lost", "inflight-lost",
-            "inflight-duplicate", "chord-callback-lost", "chord-callback-duplicate"}
+            "exit-after-ready-loud", "gave-up-after-retry-budget", "probes-incomplete", "inflight-lost",
+            "inflight-incomplete", "inflight-duplicate", "chord-callback-lost", "chord-callback-incomplete",
+            "chord-callback-duplicate"}
 
 
 def run_broker_fault(tmp_path, hub, pool, broker, mode, profile="defaults"):
@@ -41,7 +42,7 @@ def run_broker_fault(tmp_path, hub, pool, broker, mode, profile="defaults"):
         return record
     if outcome.verdict.value != "pass":
         assert outcome.signature in FINDINGS, outcome.summary
-        assert {f["signature"] for f in outcome.evidence["findings"]} <= FINDINGS
+        assert {f.signature for f in outcome.findings} <= FINDINGS
     broker_faults = [f["kind"] for f in record.faults if f["worker"] == "broker"]
     assert broker_faults, record.faults
     assert outcome.metrics["broker_connection_retry"] is not None  # the worker's retry settings, recorded

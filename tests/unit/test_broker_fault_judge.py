@@ -45,7 +45,7 @@ def test_recorded_restart_idle_is_pass_and_records_data_loss(idle):
     assert 0 < out.metrics["time_to_first_consume_s"] < PROBE_BOUND_S
     assert out.metrics["broker_data_survived"] is False  # Redis without persistence comes back empty
     assert out.metrics["broker_connection_max_retries"] == 100
-    assert out.evidence["findings"] == []
+    assert out.findings == []
 
 
 def test_recorded_drop_while_running_accounts_for_the_task(running):
@@ -63,8 +63,9 @@ def test_catatonic_worker_alive_and_connected_is_a_bug_with_evidence(idle):
                         "last_log_lines": "Connected to redis://"}
     out = judge(obs)
     assert out.verdict is Verdict.BUG and out.signature == "catatonic-after-broker-fault"
-    assert "pong" in out.summary and "process_tree" in out.evidence and "inspect" in out.evidence
-    assert out.evidence["findings"][0]["signature"] == "catatonic-after-broker-fault"
+    assert "pong" in out.summary
+    assert {"process_tree", "inspect", "sockets_to_broker", "last_log_lines"} <= set(out.findings[0].evidence)
+    assert out.findings[0].signature == "catatonic-after-broker-fault"
 
 
 def test_alive_without_broker_socket_is_a_hang(idle):
@@ -97,6 +98,9 @@ def test_loud_exit_after_ready_is_a_bug_but_giving_up_after_outage_long_fails_fa
 def test_inflight_lost_and_duplicated(running):
     lost = copy.deepcopy(running)
     lost["executions"]["inflight-0"]["ends"] = []
+    out = judge(lost)  # the worker lives and Redis kept its data: only "not completed in the window"
+    assert out.verdict is Verdict.INCOMPLETE and out.signature == "inflight-incomplete"
+    lost["marker_after"] = {"count": 0}  # the broker came back without its data: gone
     out = judge(lost)
     assert out.verdict is Verdict.LOST and out.signature == "inflight-lost"
     dup = copy.deepcopy(running)
@@ -113,8 +117,8 @@ def test_chord_callback_lost_with_probes_fine_is_lost(running):
     for i, ends in ((0, [-0.5]), (1, [-0.4]), (2, [3.0])):
         obs["executions"][f"member-{i}"] = {"starts": [-1.0], "ends": ends, "redelivered": False}
     obs["callbacks"] = []
-    out = judge(obs)
-    assert out.verdict is Verdict.LOST and out.signature == "chord-callback-lost"
+    out = judge(obs)  # the backend's data survived: not observed gone
+    assert out.verdict is Verdict.INCOMPLETE and out.signature == "chord-callback-incomplete"
     obs["callbacks"] = [3.1]
     assert judge(obs).verdict is Verdict.PASS
 
@@ -123,7 +127,7 @@ def test_partial_probes_are_lost_and_publish_failure_is_a_lab_error(idle):
     obs = copy.deepcopy(idle)
     obs["executions"]["probe-2"]["ends"] = []
     obs["catatonia"] = {"sockets_to_broker": ["x"]}
-    assert judge(obs).signature == "probe-lost"
+    assert judge(obs).signature == "probes-incomplete" and judge(obs).verdict is Verdict.INCOMPLETE
     obs = copy.deepcopy(idle)
     obs["probe_publish"].update(sent=1, errors=["probe-1: OperationalError"])
     out = judge(obs)
@@ -188,4 +192,5 @@ def test_recorded_catatonic_worker_after_a_flapping_redis():
     assert out.verdict is Verdict.BUG and out.signature == "catatonic-after-broker-fault"
     assert obs["catatonia"]["sockets_to_broker"] and obs["catatonia"]["tree"]
     assert out.metrics["probes_completed"] == "0/3" and out.metrics["worker_alive"] is True
-    assert "last_log_lines" in out.evidence and "inspect" in out.evidence
+    assert "last_log_lines" in out.findings[0].evidence and "inspect" in out.findings[0].evidence
+    assert "last_log_lines:catatonic-after-broker-fault" in out.evidence  # Outcome.of folds it in
