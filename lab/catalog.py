@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.worker_output import STDIO_MODES  # noqa: F401 - a name matrices use (profile key `stdio`)
+
 POOLS = {
     "prefork": "billiard process pool (forks children; needs a writable /dev/shm)",
     "gevent": "greenlets, monkey-patched",
@@ -58,15 +60,29 @@ PROFILES: dict[str, dict[str, Any]] = {
         "env": {"LAB_APP_MODULES": "lab.app.finalize", "LAB_FINALIZE": "1"},
     },
 }
+# Worker wiring (issue 11): how production starts the worker, when a cell asks for something else.
+PROFILES.update({
+    "stdio-tty": {"description": "stdout/stderr/stdin are a pseudo-terminal (docker run -t)",
+                  "settings": {}, "env": {}, "stdio": "tty"},
+    "stdio-file": {"description": "stdout/stderr are a regular file (the lab's old wiring)",
+                   "settings": {}, "env": {}, "stdio": "file"},
+    "quiet-startup": {"description": "--without-gossip --without-mingle --without-heartbeat (the lab's "
+                                     "old flags)", "settings": {}, "env": {},
+                      "worker_args": ["--without-gossip", "--without-mingle", "--without-heartbeat"]},
+})
 
 
 @dataclass(frozen=True)
 class ScenarioInfo:
+    """A scenario's metadata. Every profile applies to every scenario (a profile is the
+    worker's configuration: settings, env, stdio, worker_args); `default_profiles` are the ones
+    a matrix gets when it names none, the first of them by default."""
+
     name: str
     description: str
     modes: tuple[str, ...] = ("default",)
     default_profiles: tuple[str, ...] = ("defaults",)
-    takes_profiles: bool = False
+    takes_profiles: bool = False  # informational: the scenario was designed around several profiles
     estimate_s: float = 20.0
     mode_estimates: tuple[tuple[str, float], ...] = ()  # modes that take longer than estimate_s
     tags: tuple[str, ...] = field(default_factory=tuple)

@@ -32,7 +32,7 @@ TOP_KEYS = {"matrix", "pins", "profiles", "scenario", "exclude"}
 SCENARIO_KEYS = {"profiles", "modes", "repeats", "pools", "brokers", "backends", "celery"}
 EXCLUDE_KEYS = {"celery", "pool", "broker", "backend", "scenario", "profile", "mode", "reason"}
 PIN_KEYS = {"kombu", "billiard", "redis", "sqlalchemy", "gevent", "eventlet", "extra"}
-PROFILE_KEYS = {"settings", "env", "description"}
+PROFILE_KEYS = {"settings", "env", "description", "stdio", "worker_args"}
 
 
 class MatrixError(ValueError):
@@ -162,6 +162,7 @@ def parse_matrix(data: dict[str, Any], file: str, name: str) -> Matrix:
         _keys(file, f"profiles.{pname}", table, PROFILE_KEYS)
         profiles[pname] = {"settings": dict(table.get("settings", {})), "env": dict(table.get("env", {})),
                            "description": table.get("description", "matrix-defined profile")}
+        profiles[pname].update(_worker_keys(file, f"profiles.{pname}", table))
     known_profiles = set(catalog.PROFILES) | set(profiles)
     matrix = Matrix(
         name=name, path=file, description=head.get("description", ""),
@@ -199,9 +200,8 @@ def _scenario_slice(file: str, where: str, sname: str, opts: Any, matrix: Matrix
     _keys(file, where, opts, SCENARIO_KEYS)
     spec = catalog.SCENARIOS[sname]
     checked = dict(opts)
-    if "profiles" in opts:
-        allowed = known_profiles if spec.takes_profiles else spec.default_profiles
-        checked["profiles"] = _names(file, f"{where}.profiles", opts["profiles"], allowed)
+    if "profiles" in opts:  # every profile applies to every scenario: it is the worker's configuration
+        checked["profiles"] = _names(file, f"{where}.profiles", opts["profiles"], known_profiles)
     if "modes" in opts:
         checked["modes"] = _names(file, f"{where}.modes", opts["modes"], spec.modes)
     for axis, allowed in (("pools", catalog.POOLS), ("brokers", catalog.BROKERS),
@@ -213,6 +213,23 @@ def _scenario_slice(file: str, where: str, sname: str, opts: Any, matrix: Matrix
     if "repeats" in opts:
         checked["repeats"] = _positive(file, f"{where}.repeats", opts["repeats"])
     return checked
+
+
+def _worker_keys(file: str, where: str, table: dict[str, Any]) -> dict[str, Any]:
+    """A profile's worker keys: `stdio` (pipe | tty | file) and `worker_args` (a list of
+    strings appended to the worker's command line, e.g. --without-gossip)."""
+    out: dict[str, Any] = {}
+    if "stdio" in table:
+        if table["stdio"] not in catalog.STDIO_MODES:
+            raise MatrixError(file, f"{where}.stdio", f"unknown value {table['stdio']!r}",
+                              list(catalog.STDIO_MODES))
+        out["stdio"] = table["stdio"]
+    if "worker_args" in table:
+        args = table["worker_args"]
+        if not isinstance(args, list) or not all(isinstance(a, str) and a for a in args):
+            raise MatrixError(file, f"{where}.worker_args", f"must be a list of strings, got {args!r}")
+        out["worker_args"] = list(args)
+    return out
 
 
 def _positive(file: str, field: str, value: Any) -> int:
