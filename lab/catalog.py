@@ -108,7 +108,7 @@ SCENARIOS["eviction"] = ScenarioInfo(
     description=("A Kubernetes pod eviction with a chord in flight: SIGTERM to the master, a scaled-down "
                  "grace (4 s for 60 s), SIGKILL to the process group, a replacement worker started at "
                  "SIGTERM. Judged from the task ledger, the callback's input and broker snapshots."),
-    modes=("verdict", "measure-stall"),
+    modes=("verdict", "measure-stall", "master-kill"),
     default_profiles=EVICTION_PROFILES,
     takes_profiles=True,
     estimate_s=22.0,
@@ -199,3 +199,43 @@ def resolve_backend(backend: str, broker: str) -> str:
     if backend != "auto":
         return backend
     return {"redis": "redis", "amqp": "redis", "sql": "sqlite", "sql-postgres": "postgres"}[broker]
+
+
+# issue 11: fault families control, child, resources and publishing through the shutdown window
+# (lab/faults/). Estimates: measured on this 2-core machine shared with other runs (5.6.2, redis).
+SCENARIOS["remote-control"] = ScenarioInfo(
+    name="remote-control",
+    description=("Celery remote control at a chosen moment: control.shutdown() with tasks running (judged "
+                 "as the warm shutdown it documents), revoke(terminate=True) of a running task, revoke of a "
+                 "prefetched task then SIGTERM, pool_shrink/pool_grow; exit code, ledger, logs."),
+    modes=("shutdown", "revoke-terminate", "revoke-queued-warm", "pool-shrink", "pool-grow"),
+    estimate_s=16.0,
+    mode_estimates=(("revoke-queued-warm", 26.0),),
+)
+SCENARIOS["recycle"] = ScenarioInfo(
+    name="recycle",
+    description=("Pool children recycled by Celery: worker_max_memory_per_child with tasks that allocate "
+                 "48 MiB and keep it (memory), worker_max_tasks_per_child (count), under a flood where "
+                 "every task has its own ledger key; afterwards fresh work must still run, and a "
+                 "replacement child that never takes work is a finding."),
+    modes=("memory", "count"),
+    estimate_s=25.0,
+)
+SCENARIOS["publish-through-shutdown"] = ScenarioInfo(
+    name="publish-through-shutdown",
+    description=("A client keeps publishing while the worker shuts down (warm, cold, soft, eviction); "
+                 "afterwards every message is accounted for: consumed once, left in the broker (a drain "
+                 "worker runs it), or lost."),
+    modes=("warm", "cold", "soft", "eviction"),
+    default_profiles=("defaults", "acks-late"),
+    takes_profiles=True,
+    estimate_s=25.0,
+)
+SCENARIOS["start-limits"] = ScenarioInfo(
+    name="start-limits",
+    description=("Start-up under RLIMIT_NOFILE raised as far as the host allows or set very low, in the "
+                 "foreground or with --detach; start-to-ready and daemonisation timed against the lab's "
+                 "own limit in the same attempt and compared as ratios."),
+    modes=("nofile-high", "nofile-high+detach", "nofile-low", "nofile-low+detach"),
+    estimate_s=15.0,
+)

@@ -31,7 +31,7 @@ from typing import Any
 from lab.diagnose import DEFAULT_SIGNALS_SHIM
 from lab.journal import select
 from lab.scenarios.base import CellContext, Scenario
-from lab.scenarios.observe import SHUTDOWN_MARKERS
+from lab.observers.exit import SHUTDOWN_MARKERS
 from lab.scenarios.shutdown_semantics import (GAP_S, LONG_S, PLANS, PREFETCH, SHORT_S,
                                               SIGNAL_AFTER_S, SOFT_TIMEOUT_S, judge, ledger)
 from lab.verdict import Outcome
@@ -102,7 +102,7 @@ class Shutdown(Scenario):
                                              "worker_soft_shutdown_timeout": float(soft)},
                                "ready": worker.wait_ready(READY_TIMEOUT)}
         if not obs["ready"]:
-            from lab.scenarios.observe import exit_observation
+            from lab.observers.exit import exit_observation
             obs.update(exit_observation(worker, bound=5.0))
             return obs
         app = ctx.client()

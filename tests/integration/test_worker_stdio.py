@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("celery", reason="needs Celery: run the suite with `nox -s tests`")
 
-from lab.scenarios.observe import exit_observation  # noqa: E402
+from lab.observers.exit import exit_observation  # noqa: E402
 from lab.worker import QUIET_FLAGS, WorkerController, WorkerSpec  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("celery", reason="needs Celery: run the suite with `nox -s tests`")
 
 from lab.matrix import Cell
-from lab.scenarios.observe import exit_observation
+from lab.observers.exit import exit_observation
 from lab.worker import WorkerController, WorkerSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
