@@ -65,6 +65,7 @@ class Recycling(Scenario):
         env["LAB_CELERY_SETTINGS"] = json.dumps(merged)
         worker = ctx.worker("worker", env=env).start()
         obs: dict[str, Any] = {"mode": mode.value, "settings": merged, "hog_mib": child.HOG_MIB,
+                               "concurrency": ctx.cell.concurrency,
                                "ready": worker.wait_ready(60)}
         if not obs["ready"]:
             obs.update(exit_observation(worker, bound=5.0))
@@ -140,7 +141,7 @@ class Recycling(Scenario):
                  f"recycled: {failures[0]['exception']}", repr(failures[:10]))
         children = obs.get("children") or {}
         inits = [c for c in children.values() if c.get("init_mono") is not None]
-        concurrency = len(obs.get("children_at_end") or []) or 2
+        concurrency = obs.get("concurrency") or 2
         recycles = max(0, len(inits) - concurrency)
         if recycles == 0:
             find(Verdict.BUG, "no-recycle", f"no child was replaced ({len(inits)} children started for "

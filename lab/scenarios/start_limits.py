@@ -3,8 +3,8 @@
 Contract: the mode is `<limit>[+detach]`, limit a lab.faults.resources.Limit
 (`nofile-high`: as high as the host allows; `nofile-low`: resources.NOFILE_LOW).
 One attempt starts two workers one after the other, the same way: first
-under the lab's own limit (the baseline), then under the mode's limit
-(`prlimit --nofile=N:N`). With `+detach` the worker runs `--detach
+under the baseline (resources.baseline(): the usual 1024), then under the
+mode's limit (`prlimit --nofile=N:N` both). With `+detach` the worker runs `--detach
 --logfile --pidfile` (celery/bin/worker.py, celery/platforms.py: the
 daemon closes every descriptor below the limit). Observed per start:
   ready_s        Popen to the worker's worker_ready event (by LAB_WORKER_ID,
@@ -64,7 +64,7 @@ class StartLimits(Scenario):
         limit, detach = parse_mode(ctx.cell.mode)
         obs: dict[str, Any] = {"mode": ctx.cell.mode, "detach": detach, "limit": limit.value,
                                "nofile": resources.nofile(limit), "baseline_nofile": resources.baseline()}
-        obs["baseline"] = self._start(ctx, "baseline", [], detach)
+        obs["baseline"] = self._start(ctx, "baseline", resources.baseline_wrapper(), detach)
         obs["limited"] = self._start(ctx, "limited", resources.wrapper(limit), detach)
         obs["ready"] = obs["baseline"]["ready_s"] is not None
         if not obs["ready"]:
