@@ -105,7 +105,7 @@ class Eviction(Scenario):
         if ctx.cell.mode == "master-kill":
             obs["left_running_at_end"] = describe_procs(old.survivors())
             ends = {e.get("task_id") + str(e.get("pid")) for e in ctx.events() if e.get("event") == "exec_end"}
-            obs["long_runs"] = [{"worker": "old (orphaned child)" if e.get("worker_id") == old.worker_id
+            obs["long_runs"] = [{"worker": "old" if e.get("worker_id") == old.worker_id
                                  else "replacement", "pid": e.get("pid"), "t": round(e["mono"] - term, 3),
                                  "completed": (e.get("task_id") + str(e.get("pid"))) in ends}
                                 for e in ctx.events() if e.get("event") == "exec_start"
