@@ -39,16 +39,11 @@ import psutil
 from lab import hostinfo
 from lab.journal import JOURNAL_ENV, read_journal, select
 from lab.reaper import OWNER_ENV, owner_token
+from lab.worker_fidelity import QUIET_FLAGS, deviations  # noqa: F401 - QUIET_FLAGS re-exported
 from lab.worker_output import DEFAULT_STDIO, Wiring, controlling_tty_preexec, normalize
 
 WORKER_ID_ENV = "LAB_WORKER_ID"
 SHM_MODES = ("auto", "host", "private", "readonly")
-# What the lab used to add to every worker: each turns off a Celery default (gossip, mingle and
-# heartbeat are on in `celery worker`, celery/bin/worker.py). A profile may ask for them.
-QUIET_FLAGS = ("--without-gossip", "--without-mingle", "--without-heartbeat")
-# Celery's own defaults for the options the lab always passes (celery/bin/worker.py, 5.x).
-CELERY_DEFAULTS = {"-P": "prefork", "-c": "the number of CPUs", "-l": "WARNING",
-                   "-n": "celery@<hostname>", "-Q": "the default queue (celery)"}
 
 
 class WorkerCannotRun(RuntimeError):
@@ -80,31 +75,8 @@ class WorkerSpec:
                 + list(self.extra_args))
 
     def deviations(self) -> list[dict[str, str]]:
-        """Every way this worker differs from a plain `celery -A <app> worker` started by a
-        container runtime: {"what", "why"} per item, for the record and the cell page."""
-        out = [{"what": f"-P {self.pool} -c {self.concurrency}",
-                "why": f"the cell's pool and concurrency (Celery: -P {CELERY_DEFAULTS['-P']}, "
-                       f"-c {CELERY_DEFAULTS['-c']})"},
-               {"what": f"-l {self.loglevel}", "why": "lifecycle lines (ready., shutdown) are at INFO; "
-                                                      "Celery's default level is WARNING"},
-               {"what": "-n <worker-id>@lab -Q <cell queue>", "why": "isolation: one queue and hostname per "
-                                                                    "attempt on a shared broker"},
-               {"what": "env --default-signal", "why": "default signal dispositions, as a container "
-                                                       "runtime starts a process"},
-               {"what": "PYTHONUNBUFFERED=1", "why": "output reaches the log as it is written (common "
-                                                     "in container images)"},
-               {"what": "LAB_* environment, the lab's journal handlers on Celery signals",
-                "why": "observation: every lifecycle signal and task execution is journaled"}]
-        if self.profile_args:
-            out.append({"what": " ".join(self.profile_args), "why": "the profile's worker_args"})
-        if self.extra_args:
-            out.append({"what": " ".join(self.extra_args), "why": "the scenario's workload or condition"})
-        if self.wrapper:
-            out.append({"what": "wrapper: " + " ".join(self.wrapper)[:160],
-                        "why": "the scenario's condition (limits, user, namespaces, shell)"})
-        if self.stdio != DEFAULT_STDIO:
-            out.append({"what": f"stdio={self.stdio}", "why": "the profile's stdio"})
-        return out
+        """Every way this worker differs from a plain `celery -A <app> worker` (lab.worker_fidelity)."""
+        return deviations(self)
 
 
 @dataclass
