@@ -71,3 +71,21 @@ def test_resources_low_nofile(tmp_path, hub):
     assert outcome.metrics["nofile"] == 64 and outcome.metrics["baseline_nofile"] <= 1024
     if outcome.metrics["ready_s"] is not None:
         assert outcome.metrics["nofile_seen"] == 64 and outcome.metrics["start_ratio"] > 0
+
+
+@pytest.mark.parametrize("scenario,mode", [("lifecycle-smoke", "default"), ("silent-exit", "baseline")])
+def test_a_matrix_defined_profile_runs_on_every_scenario(tmp_path, hub, scenario, mode):
+    """Issue 11: `[profiles.max-memory-1k]` used to be rejected for these scenarios; it validates and runs."""
+    import celery
+
+    from lab.matrix import parse_matrix
+    matrix = parse_matrix({"matrix": {"celery": [celery.__version__], "pools": ["prefork"], "scenarios": [scenario]},
+                           "profiles": {"max-memory-1k": {"settings": {"worker_max_memory_per_child": 1}}},
+                           "scenario": {scenario: {"profiles": ["max-memory-1k"], "modes": [mode]}}}, "m.toml", "m")
+    (cell,) = matrix.cells()
+    services = hub.for_cell("redis", "redis", tmp_path / "svc", "pe")
+    run_dir = create_run_dir(tmp_path, "pe")
+    record = run_cell({"run_id": "pe", "run_dir": str(run_dir), "cell": cell.to_dict(),
+                       "broker_url": services.broker_url, "backend_url": services.backend_url,
+                       "namespace": "pe", "profile": matrix.profile("max-memory-1k")})
+    assert record.outcome.verdict.value == "pass", record.outcome.summary
