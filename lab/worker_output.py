@@ -113,7 +113,6 @@ class _Drain(threading.Thread):
             if not chunk:
                 self.eof = True
                 break
-            self.bytes += len(chunk)
             data = partial + chunk
             cut = data.rfind(b"\n") + 1
             if cut:
@@ -123,6 +122,7 @@ class _Drain(threading.Thread):
                 self.sink.write(partial)
                 partial = b""
             self.partial_pending = bool(partial)
+            self.bytes += len(chunk)  # counted once written (or held as the partial line)
         if partial:
             self.sink.write(partial)
 
@@ -197,8 +197,9 @@ class Wiring:
         partial line held by a drain would be missing. True when in sync.
         """
         deadline = time.monotonic() + timeout
-        while True:
-            behind = [d for d in self._drains if d.is_alive() and (_pending(d.fd) or d.partial_pending)]
+        targets = [(d, d.bytes + _pending(d.fd)) for d in self._drains if d.is_alive()]
+        while True:  # only what was written before the call: a busy writer cannot hold us up
+            behind = [d for d, target in targets if d.is_alive() and (d.bytes < target or d.partial_pending)]
             if not behind or time.monotonic() >= deadline:
                 return not behind
             time.sleep(0.01)
