@@ -61,3 +61,23 @@ def test_default_flags_and_a_profile_that_turns_them_off(tmp_path, hub):
         worker.teardown()
     assert worker.environment["argv"][-3:] == list(QUIET_FLAGS)
     assert any(d["why"] == "the profile's worker_args" for d in worker.environment["deviations"])
+
+
+def test_eventlet_warm_shutdown_on_a_pipe_is_what_a_file_hid(tmp_path, hub):
+    """celery/celery#10083 (fixed by celery/celery#10123): safe_say's os.write, green under eventlet,
+    trampolines on any non-regular fd, and the SIGTERM handler runs inside the hub, so a warm shutdown
+    with stdout on a pipe or a tty raises RuntimeError and exits 1. With stdout on a regular file it
+    exits 0: the lab's old wiring could not show it. On releases with the fix both exit 0."""
+    services = hub.for_cell("redis", "redis", tmp_path / "svc", "io")
+    codes = {}
+    for stdio in ("file", "pipe"):
+        worker = _worker(tmp_path / stdio, services, "eventlet", stdio=stdio)
+        try:
+            assert worker.wait_ready(60), worker.log_text()[-3000:]
+            worker.send(signal.SIGTERM)
+            obs = exit_observation(worker, bound=30)
+            codes[stdio] = (obs["exit_code"], "do not call blocking functions from the mainloop" in worker.log_text())
+        finally:
+            worker.teardown()
+    assert codes["file"] == (0, False), codes
+    assert codes["pipe"] in ((0, False), (1, True)), codes
