@@ -6,6 +6,8 @@ the ready count through kombu (every transport), plus transport detail:
 Redis — queue length, the unacked hash and index (and which of `task_ids`
 are parked there); SQL — the queue's rows by visibility; AMQP — ready count
 (unacked messages of a dead connection return to ready at once).
+`parked_task_ids(broker_url)` lists the task ids in Redis' unacked hash (None
+for other brokers, or when Redis cannot be read).
 """
 
 from __future__ import annotations
@@ -104,3 +106,25 @@ def describe(snap: dict[str, Any], task_id: str | None) -> str:
     if "ready" in snap:
         return f"{snap['ready']} message(s) ready in the queue"
     return "in-flight message in neither queue nor unacked set"
+
+
+def parked_task_ids(broker_url: str) -> list[str] | None:
+    """Task ids in kombu's Redis unacked hash (restored only after the visibility timeout);
+    None for other brokers (AMQP requeues unacked messages when the connection closes)."""
+    if not broker_url.startswith(("redis://", "rediss://")):
+        return None
+    import redis
+
+    client = redis.Redis.from_url(broker_url, socket_timeout=5, socket_connect_timeout=5)
+    ids = []
+    try:
+        for raw in client.hvals("unacked"):
+            try:
+                ids.append(json.loads(raw)[0]["headers"]["id"])
+            except (ValueError, KeyError, IndexError, TypeError):
+                continue
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+    return ids
