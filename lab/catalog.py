@@ -206,8 +206,9 @@ def resolve_backend(backend: str, broker: str) -> str:
 SCENARIOS["remote-control"] = ScenarioInfo(
     name="remote-control",
     description=("Celery remote control at a chosen moment: control.shutdown() with tasks running (judged "
-                 "as the warm shutdown it documents), revoke(terminate=True) of a running task, revoke of a "
-                 "prefetched task then SIGTERM, pool_shrink/pool_grow; exit code, ledger, logs."),
+                 "as the warm shutdown it documents), revoke(terminate=True) of a running task, SIGTERM "
+                 "then a revoke of a prefetched task during the warm shutdown, pool_shrink/pool_grow; exit "
+                 "code, ledger, logs."),
     modes=("shutdown", "revoke-terminate", "revoke-queued-warm", "pool-shrink", "pool-grow"),
     estimate_s=16.0,  # measured: revoke-terminate 16-26 s, shutdown 16-24 s, pool-* 11-13 s
     mode_estimates=(("revoke-queued-warm", 28.0), ("shutdown", 20.0), ("pool-shrink", 13.0),

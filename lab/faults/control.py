@@ -21,7 +21,7 @@ from typing import Any
 class Control(str, enum.Enum):
     SHUTDOWN = "shutdown"                      # app.control.shutdown: documented as a warm shutdown
     REVOKE_TERMINATE = "revoke-terminate"      # revoke(id, terminate=True) of a running task
-    REVOKE_QUEUED_WARM = "revoke-queued-warm"  # revoke a prefetched task, then SIGTERM (warm)
+    REVOKE_QUEUED_WARM = "revoke-queued-warm"  # SIGTERM (warm), then revoke a prefetched task
     POOL_SHRINK = "pool-shrink"                # pool_shrink(1)
     POOL_GROW = "pool-grow"                    # pool_grow(1)
 

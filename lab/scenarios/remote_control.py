@@ -8,9 +8,11 @@ the client's `app.control` to this worker's hostname:
                       one: running tasks finish, exit 0;
   revoke-terminate    `revoke(id, terminate=True)` of the one running long
                       task; then a fresh task must still run;
-  revoke-queued-warm  long tasks running, short ones prefetched; revoke one
-                      prefetched task, then SIGTERM (warm); a drain worker
-                      shows what came back;
+  revoke-queued-warm  long tasks running, short ones prefetched; SIGTERM (a
+                      warm shutdown), then, REVOKE_AFTER_TERM_S later while
+                      the running tasks finish, revoke one prefetched task
+                      (celery/celery#8417: revokes after a warm shutdown
+                      began); a drain worker shows what came back;
   pool-shrink / pool-grow  `pool_shrink(1)` / `pool_grow(1)` on prefork, then
                       fresh tasks, then SIGTERM.
 Observations: the call and its replies, the journal ledger per task key
@@ -21,7 +23,9 @@ a traceback (crash), hang, an unclean exit, orphans; shutdown: a running
 task cut (`control-shutdown-not-warm`); revoke-terminate: the task ran to
 its end (`revoke-terminate-ignored`), no fresh work after it
 (`no-work-after-revoke`); revoke-queued-warm: the revoked task ran on the
-same worker (`revoked-task-ran`), a non-revoked task lost or run twice; the
+same worker (`revoked-task-ran`), the worker, still running, did not answer
+the revoke (`revoke-unanswered-in-warm-shutdown`), a non-revoked task lost
+or run twice; the
 revoked task running on the drain worker is noted, not a finding (revokes
 live in worker memory unless --statedb: "Persistent revokes"); pool: an
 error reply, the pool size unchanged, fresh work not done.
@@ -53,6 +57,7 @@ EXIT_BOUND = LONG_S + 20.0
 REVOKE_WAIT_S = 6.0
 FRESH_BOUND = 15.0
 DRAIN_S = 12.0
+REVOKE_AFTER_TERM_S = 0.5
 
 
 class RemoteControl(Scenario):
@@ -101,10 +106,11 @@ class RemoteControl(Scenario):
                 queued = [send(f"pre-{i}", SHORT_S) for i in range(PREFETCH)]
                 ctx.wait_for(lambda ev: len(select(ev, "task_received")) >= capacity + PREFETCH, 3.0)
                 obs["revoked_key"] = sent[queued[0]]
-                obs["call"] = control.send(app, mode, worker.hostname, task_id=queued[0])
-                time.sleep(0.3)
                 signal_monos.append(time.monotonic())
                 worker.send(signal.SIGTERM)
+                time.sleep(REVOKE_AFTER_TERM_S)  # the warm shutdown is under way: running tasks finish
+                obs["call"] = control.send(app, mode, worker.hostname, task_id=queued[0])
+                obs["alive_at_revoke"] = worker.is_alive()
             obs.update(exit_observation(worker, bound=EXIT_BOUND))
         elif mode == Control.REVOKE_TERMINATE:
             target = send("target", LONG_S)
@@ -183,6 +189,10 @@ class RemoteControl(Scenario):
                      f"({'control.shutdown() is documented as a warm shutdown' if mode == 'shutdown' else 'SIGTERM'})")
         if mode == "revoke-queued-warm":
             revoked = keys.get(obs.get("revoked_key") or "", {})
+            if obs.get("alive_at_revoke") and not call.get("error") and not call.get("reply"):
+                find(Verdict.BUG, "revoke-unanswered-in-warm-shutdown",
+                     f"the worker, still in its warm shutdown, did not answer the revoke within "
+                     f"{control.REPLY_TIMEOUT_S:.0f}s (reply: {call.get('reply')!r})")
             if revoked.get("w1_starts"):
                 find(Verdict.BUG, "revoked-task-ran", f"the revoked task {obs['revoked_key']} ran on the worker "
                      "that acknowledged the revoke")
