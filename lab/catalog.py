@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.worker_output import STDIO_MODES  # noqa: F401 - a name matrices use (profile key `stdio`)
+
 POOLS = {
     "prefork": "billiard process pool (forks children; needs a writable /dev/shm)",
     "gevent": "greenlets, monkey-patched",
@@ -58,15 +60,30 @@ PROFILES: dict[str, dict[str, Any]] = {
         "env": {"LAB_APP_MODULES": "lab.app.finalize", "LAB_FINALIZE": "1"},
     },
 }
+# Worker wiring (issue 11): how production starts the worker, when a cell asks for something else.
+PROFILES.update({
+    "stdio-tty": {"description": "stdout/stderr/stdin are a pseudo-terminal (docker run -t)",
+                  "settings": {}, "env": {}, "stdio": "tty"},
+    "stdio-file": {"description": "stdout/stderr are a regular file (the lab's old wiring)",
+                   "settings": {}, "env": {}, "stdio": "file"},
+    "quiet-startup": {"description": "--without-gossip --without-mingle --without-heartbeat (the lab's "
+                                     "old flags)", "settings": {}, "env": {},
+                      "worker_args": ["--without-gossip", "--without-mingle", "--without-heartbeat"]},
+})
 
 
 @dataclass(frozen=True)
 class ScenarioInfo:
+    """A scenario's metadata. Every profile applies to every scenario (a profile is the
+    worker's configuration: settings, env, stdio, worker_args); `default_profiles` are the ones
+    a matrix gets when it names none, the first of them by default."""
+
     name: str
     description: str
     modes: tuple[str, ...] = ("default",)
     default_profiles: tuple[str, ...] = ("defaults",)
-    takes_profiles: bool = False
+    takes_profiles: bool = False  # informational: the scenario was designed around several profiles
+    profile_is_plan: bool = False  # its profiles are its plans (shutdown-race): no other profile fits
     estimate_s: float = 20.0
     mode_estimates: tuple[tuple[str, float], ...] = ()  # modes that take longer than estimate_s
     tags: tuple[str, ...] = field(default_factory=tuple)
@@ -92,11 +109,11 @@ SCENARIOS["eviction"] = ScenarioInfo(
     description=("A Kubernetes pod eviction with a chord in flight: SIGTERM to the master, a scaled-down "
                  "grace (4 s for 60 s), SIGKILL to the process group, a replacement worker started at "
                  "SIGTERM. Judged from the task ledger, the callback's input and broker snapshots."),
-    modes=("verdict", "measure-stall"),
+    modes=("verdict", "measure-stall", "master-kill"),
     default_profiles=EVICTION_PROFILES,
     takes_profiles=True,
     estimate_s=22.0,
-    mode_estimates=(("measure-stall", 150.0),),
+    mode_estimates=(("measure-stall", 150.0), ("master-kill", 24.0)),  # master-kill: measured 23-24 s
 )
 
 # chord-stall (issue 5): task_retry_on_worker_lost exists only in some Celery versions (n/a elsewhere,
@@ -143,6 +160,7 @@ SCENARIOS["shutdown-race"] = ScenarioInfo(
            "targeted@before-create", "random", "slow-start"),
     default_profiles=("quit", "term", "term-then-quit", "term-remap-quit"),
     takes_profiles=True,
+    profile_is_plan=True,
     estimate_s=7.0,  # per attempt, measured by bench/bench_race.py (5.6.2 prefork redis)
     mode_estimates=(("random", 14.0), ("slow-start", 9.0)),  # random: a cold shutdown hangs green pools ~28 s
 )
@@ -210,4 +228,47 @@ SCENARIOS["broker-fault"] = ScenarioInfo(
     mode_estimates=tuple((m, 34.0) for m in BROKER_FAULT_MODES if m.startswith("outage-long"))
     + tuple((m, 22.0) for m in BROKER_FAULT_MODES if m.startswith(("blackhole", "failover", "outage-short", "outage-reset", "flap"))
             or m.endswith("@chord")),
+)
+
+# issue 11: fault families control, child, resources and publishing through the shutdown window
+# (lab/faults/). Estimates: measured on this 2-core machine shared with other runs (5.6.2, redis).
+SCENARIOS["remote-control"] = ScenarioInfo(
+    name="remote-control",
+    description=("Celery remote control at a chosen moment: control.shutdown() with tasks running (judged "
+                 "as the warm shutdown it documents), revoke(terminate=True) of a running task, SIGTERM "
+                 "then a revoke of a prefetched task during the warm shutdown, pool_shrink/pool_grow; exit "
+                 "code, ledger, logs."),
+    modes=("shutdown", "revoke-terminate", "revoke-queued-warm", "pool-shrink", "pool-grow"),
+    estimate_s=16.0,  # measured: revoke-terminate 16-26 s, shutdown 16-24 s, pool-* 11-13 s
+    mode_estimates=(("revoke-queued-warm", 28.0), ("shutdown", 20.0), ("pool-shrink", 13.0),
+                    ("pool-grow", 13.0)),
+)
+SCENARIOS["recycle"] = ScenarioInfo(
+    name="recycle",
+    description=("Pool children recycled by Celery: worker_max_memory_per_child with tasks that allocate "
+                 "48 MiB and keep it (memory), worker_max_tasks_per_child (count), under a flood where "
+                 "every task has its own ledger key; afterwards fresh work must still run, and a "
+                 "replacement child that never takes work is a finding."),
+    modes=("memory", "count"),
+    estimate_s=20.0,  # measured: memory 22 s, count 16 s
+)
+SCENARIOS["publish-through-shutdown"] = ScenarioInfo(
+    name="publish-through-shutdown",
+    description=("A client keeps publishing while the worker shuts down (warm, cold, soft, eviction); "
+                 "afterwards every message is accounted for: consumed once, left in the broker (a drain "
+                 "worker runs it), or lost."),
+    modes=("warm", "cold", "soft", "eviction"),
+    default_profiles=("defaults", "acks-late"),
+    takes_profiles=True,
+    estimate_s=25.0,  # measured: warm 23 s; cold 41 s (the drain worker runs ~130 messages)
+    mode_estimates=(("cold", 40.0), ("eviction", 32.0)),
+)
+SCENARIOS["start-limits"] = ScenarioInfo(
+    name="start-limits",
+    description=("Start-up under RLIMIT_NOFILE raised as far as the host allows or set very low, in the "
+                 "foreground or with --detach; start-to-ready and daemonisation timed against the lab's "
+                 "own limit in the same attempt and compared as ratios."),
+    modes=("nofile-high", "nofile-high+detach", "nofile-low", "nofile-low+detach"),
+    estimate_s=17.0,  # two starts per attempt; measured 10-17 s foreground, 13-27 s with --detach
+    mode_estimates=(("nofile-high+detach", 25.0), ("nofile-low+detach", 25.0)),
 )

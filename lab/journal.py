@@ -3,7 +3,9 @@
 Contract: `write_event` appends one JSON object per line with a single
 O_APPEND write, so the master and forked pool children can share the file
 without interleaving; every event carries pid, ppid, monotonic time
-(CLOCK_MONOTONIC, comparable across processes on one host) and wall time.
+(CLOCK_MONOTONIC, comparable across processes on one host) and wall time,
+and `worker_id` (LAB_WORKER_ID) when the writer is a lab worker, so a
+worker that forks away from its launcher (--detach) is still told apart.
 `read_journal` tolerates a torn last line. Standard library only: the app
 under test imports it inside every Celery version's venv.
 """
@@ -25,6 +27,9 @@ def write_event(event: str, path: str | os.PathLike | None = None, **fields: Any
         return
     record = {"event": event, "pid": os.getpid(), "ppid": os.getppid(),
               "mono": time.monotonic(), "wall": time.time()}
+    worker_id = os.environ.get("LAB_WORKER_ID")
+    if worker_id:
+        record["worker_id"] = worker_id
     record.update(fields)
     line = (json.dumps(record, default=repr) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

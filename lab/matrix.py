@@ -41,7 +41,7 @@ EXCLUDE_KEYS = {"celery", "pool", "broker", "backend", "scenario", "profile", "m
 PIN_KEYS = {*DEPENDENCIES, "extra"}
 PYTHON_RE = r"^\d+\.\d+$"
 VERSION_RE = r"^\d+(\.\d+)*([a-z]+\d+)?(\.post\d+)?$"
-PROFILE_KEYS = {"settings", "env", "description"}
+PROFILE_KEYS = {"settings", "env", "description", "stdio", "worker_args"}
 
 
 class MatrixError(ValueError):
@@ -198,6 +198,7 @@ def parse_matrix(data: dict[str, Any], file: str, name: str) -> Matrix:
         _keys(file, f"profiles.{pname}", table, PROFILE_KEYS)
         profiles[pname] = {"settings": dict(table.get("settings", {})), "env": dict(table.get("env", {})),
                            "description": table.get("description", "matrix-defined profile")}
+        profiles[pname].update(_worker_keys(file, f"profiles.{pname}", table))
     known_profiles = set(catalog.PROFILES) | set(profiles)
     matrix = Matrix(
         name=name, path=file, description=head.get("description", ""),
@@ -280,11 +281,18 @@ def _dep_values(file: str, field: str, values: Any) -> list[str]:
 
 
 def scenario_profiles(spec: catalog.ScenarioInfo, custom: set[str]) -> list[str]:
-    """The profiles a scenario can run: the catalog profiles it lists (another
-    catalog profile would be ignored by it, e.g. `acks-late` in shutdown-race,
-    whose profiles are signal plans) and, if it takes profiles, the matrix's own
-    [profiles.NAME] tables."""
-    return list(spec.default_profiles) + (sorted(custom) if spec.takes_profiles else [])
+    """The profiles a scenario can run. A profile is the worker's configuration
+    (settings, env, stdio, worker_args), so every catalog profile and every
+    [profiles.NAME] of the matrix applies to every scenario (issue 11) — except
+    where a scenario's profile axis is its plan (`ScenarioInfo.profile_is_plan`:
+    shutdown-race's signal plans): there only its own plans and the matrix's own
+    profiles fit; another catalog profile would quietly run the default plan
+    (issue 16)."""
+    if spec.profile_is_plan:  # its own plans, or a plan the matrix defines
+        return list(spec.default_profiles) + sorted(custom)
+    plans = {p for s in catalog.SCENARIOS.values() if s.profile_is_plan for p in s.default_profiles}
+    return list(spec.default_profiles) + sorted((set(catalog.PROFILES) - plans - set(spec.default_profiles))
+                                                | custom)
 
 
 # (low, high, why): a value outside is refused at load, before anything starts
@@ -326,6 +334,23 @@ def _budget(file: str, value: Any) -> int | None:
         raise MatrixError(file, "matrix.budget_minutes", f"{value} is outside 1..{BUDGET_MAX_MINUTES} "
                           "(one week): a budget is the wall time the plan may take")
     return value
+
+
+def _worker_keys(file: str, where: str, table: dict[str, Any]) -> dict[str, Any]:
+    """A profile's worker keys: `stdio` (pipe | tty | file) and `worker_args` (a list of
+    strings appended to the worker's command line, e.g. --without-gossip)."""
+    out: dict[str, Any] = {}
+    if "stdio" in table:
+        if table["stdio"] not in catalog.STDIO_MODES:
+            raise MatrixError(file, f"{where}.stdio", f"unknown value {table['stdio']!r}",
+                              list(catalog.STDIO_MODES))
+        out["stdio"] = table["stdio"]
+    if "worker_args" in table:
+        args = table["worker_args"]
+        if not isinstance(args, list) or not all(isinstance(a, str) and a for a in args):
+            raise MatrixError(file, f"{where}.worker_args", f"must be a list of strings, got {args!r}")
+        out["worker_args"] = list(args)
+    return out
 
 
 def _positive(file: str, field: str, value: Any) -> int:

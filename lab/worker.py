@@ -2,7 +2,14 @@
 
 Contract: `WorkerController.start()` launches `python -m celery -A
 lab.app.celery_app worker ...` in its own session (pgid == pid), with the
-cell's environment, stdout+stderr to `<workdir>/<name>.log`. Readiness is the
+cell's environment. Its stdout and stderr are wired as `spec.stdio` says
+(lab.worker_output: `pipe` by default — two pipes drained to
+`<workdir>/<name>.log`, as a container runtime does —, `tty`, or `file`).
+The worker runs with Celery's own defaults (gossip, mingle, heartbeat on)
+unless `spec.profile_args` (a profile's `worker_args`) says otherwise, and
+`environment["deviations"]` lists every way the command and its
+environment differ from a plain `celery -A lab.app.celery_app worker`.
+Readiness is the
 worker_ready journal event from the master, confirmed alive ~1 s later.
 Every signal, kill and exit is appended to `faults` with monotonic time.
 `teardown()` SIGKILLs whatever is left of the group and of processes carrying
@@ -36,6 +43,8 @@ from lab import hostinfo
 from lab.journal import JOURNAL_ENV, read_journal, select
 from lab.lifetime import popen, supported as pdeathsig_supported
 from lab.reaper import OWNER_ENV, owner_token
+from lab.worker_fidelity import QUIET_FLAGS, deviations  # noqa: F401 - QUIET_FLAGS re-exported
+from lab.worker_output import DEFAULT_STDIO, Wiring, controlling_tty_preexec, normalize
 
 WORKER_ID_ENV = "LAB_WORKER_ID"
 SHM_MODES = ("auto", "host", "private", "readonly")
@@ -56,18 +65,22 @@ class WorkerSpec:
     shm: str = "auto"
     python: str = sys.executable
     app: str = "lab.app.celery_app"
-    quiet_startup: bool = True  # --without-gossip/mingle/heartbeat: faster, recorded
+    profile_args: list[str] = field(default_factory=list)  # a profile's worker_args (e.g. QUIET_FLAGS)
+    stdio: str = DEFAULT_STDIO  # pipe | tty | file (lab.worker_output.STDIO_MODES)
     wrapper: list[str] = field(default_factory=list)  # argv prefix (prlimit, setpriv, sh -c ...)
 
     def argv(self, hostname: str) -> list[str]:
         argv = [self.python, "-m", "celery", "-A", self.app, "worker", "-P", self.pool,
                 "-c", str(self.concurrency), "-l", self.loglevel, "-n", hostname,
                 "-Q", self.queue]
-        if self.quiet_startup:
-            argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
         # `env --default-signal`: a worker never inherits ignored signals from whatever
         # started the lab (a background job ignores SIGINT/SIGQUIT), as in a container
-        return ["env", "--default-signal"] + list(self.wrapper) + argv + list(self.extra_args)
+        return (["env", "--default-signal"] + list(self.wrapper) + argv + list(self.profile_args)
+                + list(self.extra_args))
+
+    def deviations(self) -> list[dict[str, str]]:
+        """Every way this worker differs from a plain `celery -A <app> worker` (lab.worker_fidelity)."""
+        return deviations(self)
 
 
 @dataclass
@@ -99,6 +112,7 @@ class WorkerController:
         self.faults: list[dict] = []
         self.environment: dict = {}
         self.started_mono = 0.0
+        self.wiring: Wiring | None = None
 
     # -- start -------------------------------------------------------------
     def _wrap_for_shm(self, argv: list[str]) -> list[str]:
@@ -129,13 +143,31 @@ class WorkerController:
                     WORKER_ID_ENV: self.worker_id, "PYTHONUNBUFFERED": "1"})
         self.environment["argv"] = argv
         self.environment["die_with_cell"] = "SIGKILL" if pdeathsig_supported() else "no"
-        with open(self.log_path, "ab") as log:
-            self.proc = popen(argv, signal.SIGKILL, stdout=log, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, env=env, cwd=self.workdir,
-                              start_new_session=True)
+        self.environment["deviations"] = self.spec.deviations()
+        if self.environment.get("shm_mode") in ("private", "readonly"):
+            self.environment["deviations"].append({"what": f"/dev/shm: {self.environment['shm_mode']} tmpfs "
+                                                   "(unshare --mount)", "why": "the host's /dev/shm or the "
+                                                   "scenario's condition"})
+        self.wiring = Wiring.open(self.spec.stdio, self.log_path)
+        session = self._session()
+        try:  # dies with the cell process (PR_SET_PDEATHSIG), in a session of its own
+            self.proc = popen(argv, signal.SIGKILL, preexec=session.pop("preexec_fn", None), env=env,
+                              cwd=self.workdir, **session, **self.wiring.popen_kwargs)
+        except BaseException:
+            self.wiring.abandon()
+            raise
+        self.wiring.started()
+        self.environment.update(self.wiring.facts())
         self.started_mono = time.monotonic()
         self._fault("start", detail=" ".join(argv[-12:]))
         return self
+
+    def _session(self) -> dict:
+        """Popen arguments that put the worker in a session of its own (pgid == pid);
+        under tty also with the pty as its controlling terminal (setsid + TIOCSCTTY)."""
+        if self.spec.stdio == "tty":
+            return {"preexec_fn": controlling_tty_preexec()}
+        return {"start_new_session": True}
 
     @property
     def pid(self) -> int:
@@ -265,7 +297,21 @@ class WorkerController:
         except subprocess.TimeoutExpired:
             pass
         psutil.wait_procs(self.survivors(include_master=True), timeout=timeout)
+        self.close_output()
         return killed
 
+    def close_output(self, timeout: float = 5.0) -> None:
+        """Drain to EOF and close the worker's stdio (after teardown: nothing holds it)."""
+        if self.wiring is not None and not self.wiring.closed:
+            self.environment.update(self.wiring.close(timeout))
+
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """The worker's output so far (stdout and stderr by line); tty output as plain text."""
+        if self.wiring is not None and not self.wiring.closed:
+            self.wiring.sync()
+        if not self.log_path.exists():
+            return ""
+        data = self.log_path.read_bytes()
+        if self.spec.stdio == "tty":
+            data = normalize(data)
+        return data.decode(errors="replace")

@@ -63,6 +63,22 @@ def sleep(self, seconds: float, key: str = "sleep"):
     return key
 
 
+_KEPT: list[bytearray] = []  # lab.hog's allocations: kept for the life of the process
+
+
+@app.task(bind=True, name="lab.hog")
+def hog(self, mib: int, key: str = "hog"):
+    """Allocate `mib` MiB, touch every page and keep it (the process's peak RSS grows by
+    about `mib` MiB): the memory that worker_max_memory_per_child recycles a child for."""
+    _ledger(self, "start", key=key, mib=mib)
+    block = bytearray(mib * 1024 * 1024)
+    for offset in range(0, len(block), 4096):
+        block[offset] = 1
+    _KEPT.append(block)
+    _ledger(self, "end", key=key, kept_mib=sum(len(b) for b in _KEPT) // (1024 * 1024))
+    return key
+
+
 @app.task(bind=True, name="lab.churn")
 def churn(self, key: str = "churn"):
     _ledger(self, "start", key=key)

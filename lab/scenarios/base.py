@@ -26,6 +26,7 @@ from lab.journal import read_journal
 from lab.matrix import Cell
 from lab.verdict import Outcome
 from lab.worker import WorkerController, WorkerSpec
+from lab.worker_output import DEFAULT_STDIO
 
 
 @dataclass
@@ -59,8 +60,12 @@ class CellContext:
         return random.Random(self.seed)
 
     def worker(self, name: str = "worker", **overrides: Any) -> WorkerController:
+        """A worker of this cell (not started): its pool, concurrency and queue, the profile's
+        environment, `stdio` and `worker_args`; `overrides` set any other WorkerSpec field."""
         spec = WorkerSpec(pool=self.cell.pool, concurrency=self.cell.concurrency,
-                          queue=self.queue, env=dict(self.worker_env))
+                          queue=self.queue, env=dict(self.worker_env),
+                          stdio=self.profile.get("stdio") or DEFAULT_STDIO,
+                          profile_args=list(self.profile.get("worker_args") or []))
         for key, value in overrides.items():
             setattr(spec, key, value)
         controller = WorkerController(spec, self.workdir, self.journal, name=name)

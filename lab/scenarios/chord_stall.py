@@ -39,10 +39,10 @@ from typing import Any
 from lab import catalog
 from lab.journal import select
 from lab.scenarios.base import CellContext, Scenario
-from lab.scenarios.broker_snapshot import describe, snapshot
+from lab.observers.broker_snapshot import describe, snapshot
 from lab.scenarios.chord_faults import body_state, chord_state, remove_message, unlock_policy
 from lab.scenarios.chord_workload import callback_verdict_facts, dispatch_chord, ledger
-from lab.scenarios.observe import exit_observation, judge_start_failure
+from lab.observers.exit import exit_observation, judge_start_failure
 from lab.verdict import Outcome, Verdict
 
 MEMBERS = 4

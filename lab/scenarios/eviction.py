@@ -3,7 +3,7 @@
 Contract. Workload: a chord of MEMBERS members — short ones and one long
 member that is running when the fault hits — and a callback that journals
 exactly what it received. Fault: SIGTERM to the master, a scaled-down grace
-period, SIGKILL to the whole process group (lab.faults.apply_eviction); a
+period, SIGKILL to the whole process group (lab.faults.eviction.apply_eviction); a
 replacement worker starts at SIGTERM, as a ReplicaSet would. Observations:
 the ledger (every member execution, every callback), the old worker's exit,
 broker snapshots right after the SIGKILL and when the prompt window closes.
@@ -18,6 +18,15 @@ Checker:
   lost       no callback within the window and, at its end, the message is
              gone from the broker (nothing will return it); duplicate: a member completed twice, a second
              callback, or a callback with wrong input (combined with stall).
+Mode `master-kill` (fault family eviction, `Eviction.MASTER_KILL`): SIGKILL to
+the master alone, as `kill -9 <pid>` or a supervisor without group kill does
+(lab.faults.eviction.kill_master_only), the replacement started at once.
+Pool children still running a second later are a finding
+(`children-outlived-master`, with their pids and command lines; whether they
+were still running at the end of the window is recorded too), on top of the
+chord judgement above; `long_runs` records, per run of the long member,
+which worker ran it (the old worker's orphaned child or the replacement) and
+whether it completed — so work done twice shows as a duplicate.
 """
 
 from __future__ import annotations
@@ -25,12 +34,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from lab.faults import EvictionPlan, apply_eviction
+from lab.faults.eviction import EvictionPlan, apply_eviction, describe_procs, kill_master_only
 from lab.scenarios.base import CellContext, Scenario
-from lab.scenarios.broker_snapshot import describe, snapshot
+from lab.observers.broker_snapshot import describe, snapshot
 from lab.scenarios.chord_workload import callback_verdict_facts, ledger, send_chord
-from lab.scenarios.observe import exit_observation, judge_start_failure
-from lab.verdict import Outcome, Verdict
+from lab.observers.exit import exit_observation, judge_start_failure
+from lab.verdict import Finding, Outcome, Verdict
 
 MEMBERS = 4
 SHORT_S, LONG_S = 0.3, 10.0
@@ -61,7 +70,16 @@ class Eviction(Scenario):
             ledger(ev).completions(f"member-{i}") for i in range(MEMBERS - 1))), 30)
         obs["long_in_flight"] = bool(in_flight)
         replacement = ctx.worker("replacement")
-        eviction = apply_eviction(old, PLAN, on_sigterm=replacement.start)
+        if ctx.cell.mode == "master-kill":
+            killed = kill_master_only(old, settle_s=0.0)
+            replacement.start()
+            time.sleep(1.0)
+            eviction = {"sigterm_mono": killed["kill_mono"], "sigkill_mono": killed["kill_mono"],
+                        "exited_in_grace": False, "old_exit": f"master SIGKILLed alone: {killed['master_exit']}",
+                        "old_exit_code": None, "leftovers_at_grace": 0}
+            obs["left_running"] = describe_procs(old.survivors())
+        else:
+            eviction = apply_eviction(old, PLAN, on_sigterm=replacement.start)
         term = eviction["sigterm_mono"]
         obs.update({k: v for k, v in eviction.items() if k != "plan"})
         obs["snapshot_after_kill"] = snapshot(ctx.worker_env["LAB_BROKER_URL"], ctx.queue, ids)
@@ -84,6 +102,14 @@ class Eviction(Scenario):
         obs.update(self._relative(ledger(ctx.events()).to_obs(), term))
         obs["long_id"], obs["member_ids"] = long_id, ids
         obs["where"] = describe(obs["snapshot_after_kill"], long_id)
+        if ctx.cell.mode == "master-kill":
+            obs["left_running_at_end"] = describe_procs(old.survivors())
+            ends = {e.get("task_id") + str(e.get("pid")) for e in ctx.events() if e.get("event") == "exec_end"}
+            obs["long_runs"] = [{"worker": "old" if e.get("worker_id") == old.worker_id
+                                 else "replacement", "pid": e.get("pid"), "t": round(e["mono"] - term, 3),
+                                 "completed": (e.get("task_id") + str(e.get("pid"))) in ends}
+                                for e in ctx.events() if e.get("event") == "exec_start"
+                                and e.get("key") == LONG_KEY]
         return obs
 
     @staticmethod
@@ -100,8 +126,30 @@ class Eviction(Scenario):
         return led
 
     def judge(self, obs: dict[str, Any]) -> Outcome:
+        """The chord judgement; under master-kill, children left running are a finding on top."""
+        base = self._judge_chord(obs)
+        left = obs.get("left_running") or []
+        if not obs.get("ready") or "left_running" not in obs:
+            return base
+        base.metrics["children_left_running"] = len(left)
+        base.metrics["children_left_at_end"] = len(obs.get("left_running_at_end") or [])
+        base.evidence["long_runs"] = repr(obs.get("long_runs"))
+        base.metrics["long_member_runs"] = len(obs.get("long_runs") or [])
+        findings = [f for f in base.findings if f.verdict != Verdict.PASS]
+        if left:
+            listing = "\n".join(f"pid {p['pid']} (ppid {p['ppid']}, {p['status']}): {p['cmdline']}" for p in left)
+            findings.append(Finding(Verdict.BUG, "children-outlived-master",
+                                    f"{len(left)} pool process(es) still running 1s after the master was SIGKILLed "
+                                    f"alone ({base.metrics['children_left_at_end']} still at the end of the window)",
+                                    {"left_running": listing}))
+        if not findings:
+            return base
+        return Outcome.of(findings, base.metrics, base.evidence)
+
+    def _judge_chord(self, obs: dict[str, Any]) -> Outcome:
         if not obs["ready"]:
             return judge_start_failure(obs)
+        ref = "the master's SIGKILL" if obs.get("mode") == "master-kill" else "SIGTERM"
         facts = callback_verdict_facts(obs, MEMBERS)
         vt = obs["vt_s"]
         callbacks = obs.get("callbacks") or []
@@ -129,17 +177,17 @@ class Eviction(Scenario):
                     f"callback input {facts['wrong_inputs'][0]}" if facts["wrong_inputs"] else
                     f"members completed twice: {facts['duplicate_members']}")
             metrics["key_figure"] = "late duplicate" if late else "duplicate"
-            return Outcome(Verdict.DUPLICATE, what + (f", {first_t:.0f}s after SIGTERM" if late else ""),
+            return Outcome(Verdict.DUPLICATE, what + (f", {first_t:.0f}s after {ref}" if late else ""),
                            None, metrics, evidence, also=["stall"] if late else [])
         if facts["fired"] == 1 and not late:
             metrics["key_figure"] = f"pass {first_t:.0f}s"
             how = "finalized within the grace" if first_t <= obs["plan"]["grace_s"] else (
-                f"long member re-ran {reruns[0]:.1f}s after SIGTERM" if reruns else "no re-run needed")
-            return Outcome(Verdict.PASS, f"callback once with correct input {first_t:.1f}s after SIGTERM ({how})",
+                f"long member re-ran {reruns[0]:.1f}s after {ref}" if reruns else "no re-run needed")
+            return Outcome(Verdict.PASS, f"callback once with correct input {first_t:.1f}s after {ref} ({how})",
                            None, metrics, evidence)
         if late:
             metrics["key_figure"] = f"stall {first_t:.0f}s ({first_t / vt:.1f}x VT)"
-            return Outcome(Verdict.STALL, f"callback fired {first_t:.0f}s after SIGTERM "
+            return Outcome(Verdict.STALL, f"callback fired {first_t:.0f}s after {ref} "
                            f"({first_t / vt:.1f}x the {vt:.0f}s visibility timeout; budget {budget:.0f}s)",
                            "visibility-timeout-stall", metrics, evidence)
         until = obs["observed_until_s"]
@@ -163,14 +211,14 @@ class Eviction(Scenario):
                            f"hold within {until:.0f}s")
             else:
                 outlook = "nothing observed brings it back"
-            return Outcome(Verdict.INCOMPLETE, f"never completed within {until:.0f}s of SIGTERM; at the end: "
+            return Outcome(Verdict.INCOMPLETE, f"never completed within {until:.0f}s of {ref}; at the end: "
                            f"{where_end} ({outlook})",
                            "visibility-timeout-parked" if "unacked" in end else "member-not-completed",
                            metrics, evidence)
         metrics["key_figure"] = "lost"
         gone = (f"its row hidden for good at the end ({where_end})" if hidden_sql else
                 "gone from the broker at the end")
-        return Outcome(Verdict.LOST, f"never completed within {until:.0f}s of SIGTERM and {gone}; "
+        return Outcome(Verdict.LOST, f"never completed within {until:.0f}s of {ref} and {gone}; "
                        f"after the kill: {obs['where']}", "member-lost", metrics, evidence)
 
 

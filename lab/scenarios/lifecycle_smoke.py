@@ -20,7 +20,7 @@ from typing import Any
 
 from lab.journal import select
 from lab.scenarios.base import CellContext, Scenario
-from lab.scenarios.observe import exit_observation, judge_start_failure
+from lab.observers.exit import exit_observation, judge_start_failure
 from lab.verdict import Outcome, Verdict
 
 MEMBERS = 3

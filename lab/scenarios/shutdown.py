@@ -30,8 +30,9 @@ from typing import Any
 
 from lab.diagnose import DEFAULT_SIGNALS_SHIM
 from lab.journal import select
+from lab.observers.broker_snapshot import parked_task_ids
 from lab.scenarios.base import CellContext, Scenario
-from lab.scenarios.observe import SHUTDOWN_MARKERS
+from lab.observers.exit import SHUTDOWN_MARKERS
 from lab.scenarios.shutdown_semantics import (GAP_S, LONG_S, PLANS, PREFETCH, SHORT_S,
                                               SIGNAL_AFTER_S, SOFT_TIMEOUT_S, judge, ledger)
 from lab.verdict import Outcome
@@ -49,29 +50,6 @@ def soft_shutdown_supported() -> bool:
 def remap_sigterm_supported() -> bool:
     from celery.apps import worker as apps_worker
     return hasattr(apps_worker, "REMAP_SIGTERM")
-
-
-def parked_task_ids(broker_url: str) -> list[str] | None:
-    """Task ids in kombu's Redis unacked hash (restored only after the visibility timeout);
-    None for other brokers (AMQP requeues unacked messages when the connection closes)."""
-    if not broker_url.startswith(("redis://", "rediss://")):
-        return None
-    import json
-
-    import redis
-    client = redis.Redis.from_url(broker_url, socket_timeout=5, socket_connect_timeout=5)
-    ids = []
-    try:
-        for raw in client.hvals("unacked"):
-            try:
-                ids.append(json.loads(raw)[0]["headers"]["id"])
-            except (ValueError, KeyError, IndexError, TypeError):
-                continue
-    except redis.RedisError:
-        return None
-    finally:
-        client.close()
-    return ids
 
 
 class Shutdown(Scenario):
@@ -102,7 +80,7 @@ class Shutdown(Scenario):
                                              "worker_soft_shutdown_timeout": float(soft)},
                                "ready": worker.wait_ready(READY_TIMEOUT)}
         if not obs["ready"]:
-            from lab.scenarios.observe import exit_observation
+            from lab.observers.exit import exit_observation
             obs.update(exit_observation(worker, bound=5.0))
             return obs
         app = ctx.client()

@@ -41,7 +41,7 @@ from typing import Any
 
 from lab import catalog, signatures
 from lab.scenarios.base import CellContext, Scenario
-from lab.scenarios.observe import exit_observation, judge_start_failure
+from lab.observers.exit import exit_observation, judge_start_failure
 from lab.scenarios.race_faults import (RANDOM_WINDOW_S, SECOND_SIGNAL_DELAY_S, UP_TIMEOUT, JournalTail,
                                        Kind, Mode, chained_failures, race_matches, signal_plan, signum,
                                        wchan, worker_env)
@@ -160,8 +160,8 @@ class ShutdownRace(Scenario):
             if time.monotonic() >= deadline:
                 return False
             if sent - tail.count("exec_start") < LOW_WATER:
-                for _ in range(BATCH):
-                    app.send_task("lab.churn", queue=ctx.queue)
+                for i in range(BATCH):  # a key per task: one false failure or duplicate is counted
+                    app.send_task("lab.churn", kwargs={"key": f"churn-{sent + i}"}, queue=ctx.queue)
                 sent += BATCH
             time.sleep(0.05)
 
@@ -170,6 +170,13 @@ class ShutdownRace(Scenario):
         ev = tail.events
         obs["children_started"] = sum(1 for e in ev if e["event"] == "child_init" and e["mono"] > t_ready)
         obs["tasks_done"] = sum(1 for e in ev if e["event"] == "exec_end")
+        ends: dict[str, int] = {}
+        for e in ev:
+            if e["event"] == "exec_end":
+                ends[e.get("key")] = ends.get(e.get("key"), 0) + 1
+        obs["duplicate_keys"] = sorted(k for k, n in ends.items() if n > 1)[:50]
+        obs["task_failures"] = [{"task_id": e.get("task_id"), "exception": (e.get("exception") or "")[:200]}
+                                for e in ev if e["event"] == "task_failure"][:50]
         obs["slow_children"] = [e.get("sleep") for e in ev if e["event"] == "race_slow_child"]
         obs["point_missed"] = sum(1 for e in ev if e["event"] == "race_point_missed")
         inject = tail.first("race_inject")
@@ -195,6 +202,9 @@ class ShutdownRace(Scenario):
                                             "children_started", "tasks_done", "up_timeouts",
                                             "attempt_s", "cell_elapsed_s", "fire_at_s", "skip")}
         metrics["signal_plan"] = obs["plan"]["label"]
+        # every churn task has its own key: a task failed (WorkerLostError) or run twice is counted
+        metrics["tasks_failed"] = len(obs.get("task_failures") or [])
+        metrics["tasks_duplicated"] = len(obs.get("duplicate_keys") or [])
         if not obs["ready"]:
             out = judge_start_failure(obs)
             out.metrics.update(metrics)

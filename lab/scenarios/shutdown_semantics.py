@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.scenarios.observe import judge_start_failure
+from lab.observers.exit import judge_start_failure
 from lab.verdict import Finding, Outcome, Verdict
 
 LONG_S = 6.0          # each running task

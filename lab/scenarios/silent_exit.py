@@ -25,8 +25,8 @@ from typing import Any
 
 from lab.diagnose import classify_start, describe_exit
 from lab.scenarios.base import CellContext, Scenario
-from lab.scenarios.startup_conditions import (DESCRIPTIONS, Condition, not_applicable, parse,
-                                              prepare, watch_start)
+from lab.observers.start_watch import watch_start
+from lab.scenarios.startup_conditions import DESCRIPTIONS, Condition, not_applicable, parse, prepare
 from lab.verdict import Outcome, Verdict
 
 START_BOUND = 30.0

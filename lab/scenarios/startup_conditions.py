@@ -1,17 +1,17 @@
-"""Start-up conditions for the silent-exit scenario, and the start watcher.
+"""Start-up conditions for the silent-exit scenario.
 
 Contract: `Condition` names every condition (the scenario's modes).
 `prepare(condition, cell, workdir, worker_env)` returns the WorkerSpec
 overrides (env, wrapper argv prefix, shm mode, extra args) that put a worker
-under it, plus the resources it holds (a refused port, a silent listener)
-to close afterwards; it raises WorkerCannotRun when the host cannot make
-the condition (no user namespaces, no unshare). `watch_start(worker, ...)`
-observes one start the way `lab diagnose` does — readiness from the log
-line or the worker_ready event, confirmed by the process still running and
-no shutdown journaled `confirm` seconds later; exit code or signal of the
-process a supervisor would see; processes left behind — and adds what only
-the lab knows (the journaled hook, shutdown signals, the inner worker's
-status behind a pipe). Conditions never decide a verdict; observations do.
+under it, plus the resources it holds (a refused port, a silent listener:
+lab.scenarios.startup_brokers) to close afterwards; it raises
+WorkerCannotRun when the host cannot make the condition (no user
+namespaces, no unshare). The closed-stdio and reader-exits conditions are
+deliberate wrappers around the lab's own wiring (lab.worker_output: pipes
+the lab drains to EOF by default), so a reader that stops is always the
+condition, never the harness. Watching the start is an observer's job
+(lab.observers.start_watch.watch_start, re-exported here). Conditions never
+decide a verdict; observations do.
 """
 
 from __future__ import annotations
@@ -21,12 +21,8 @@ import functools
 import json
 import os
 import pwd
-import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -34,8 +30,9 @@ from typing import Any, Callable
 import psutil
 
 from lab import diagnose, hostinfo
-from lab.journal import select
-from lab.worker import WorkerCannotRun, WorkerController
+from lab.observers.start_watch import INNER_STATUS, shutdown_requested, watch_start  # noqa: F401 - re-exported
+from lab.scenarios.startup_brokers import RefusedPort, SilentBroker, broker_url
+from lab.worker import WorkerCannotRun
 
 SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP")
 MOMENTS = {
@@ -73,7 +70,6 @@ PID1 = {"pid1-background", "pid1-detach", "pid1-tee"}
 # An idle worker on Redis maps ~80 MiB (prefork, threads, solo), eventlet ~120, gevent ~220 (peak).
 RLIMIT_AS_BYTES = 96 * 1024 * 1024
 HOOK_MODULE = "lab.app.startup_hooks"
-INNER_STATUS = "inner-status"  # file in the workdir: the worker's own status behind a pipe
 
 SHM_MISSING_SCRIPT = r"""set -e
 old="$LAB_WORKDIR/.host-dev"; mkdir -p "$old"
@@ -156,68 +152,6 @@ def tasks_of_uid(uid: int) -> int:
         except (psutil.Error, TypeError):
             continue
     return total
-
-
-# -- brokers that refuse / never answer ------------------------------------------
-class RefusedPort:
-    """A loopback port bound but not listening: connect() is refused, nobody else gets it."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-class SilentBroker:
-    """Accepts TCP connections on loopback and never sends a byte."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        self.received = 0
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, name="silent-broker", daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-                conn.setblocking(False)
-                self.accepted.append(conn)
-            except (socket.timeout, BlockingIOError):
-                pass
-            except OSError:
-                break
-            for conn in list(self.accepted):  # read and drop: never answer
-                try:
-                    self.received += len(conn.recv(65536))
-                except (BlockingIOError, OSError):
-                    pass
-
-    def close(self) -> None:
-        self._stop.set()
-        self.thread.join(2)
-        for conn in self.accepted:
-            conn.close()
-        self.sock.close()
-
-
-def broker_url(broker: str, port: int) -> str:
-    if broker == "redis":
-        return f"redis://127.0.0.1:{port}/0"
-    if broker == "amqp":
-        return f"amqp://guest:guest@127.0.0.1:{port}//"
-    if broker == "sql-postgres":
-        return f"sqla+postgresql+psycopg2://lab:lab@127.0.0.1:{port}/lab"
-    raise ValueError(f"no network broker URL for {broker!r}")
 
 
 # -- preparing a condition --------------------------------------------------------
@@ -320,99 +254,3 @@ def prepare(mode: str, broker: str, workdir: Path, worker_env: dict[str, str],
     # inherited (a shell's `&` job ignores SIGINT/SIGQUIT) must not decide what early signals do.
     out.overrides["wrapper"] = [python, "-c", diagnose.DEFAULT_SIGNALS_SHIM] + wrapper
     return out
-
-
-# -- watching one start -------------------------------------------------------------
-def _ready_event(events: list[dict]) -> dict | None:
-    found = select(events, "worker_ready")
-    return found[-1] if found else None
-
-
-def shutdown_requested(events: list[dict]) -> bool:
-    """A shutdown journaled since this worker process (last) initialised."""
-    inits = select(events, "worker_init")
-    since = inits[-1]["mono"] if inits else float("-inf")
-    return any(e.get("mono", 0) >= since for e in events
-               if e.get("event") in ("worker_shutting_down", "worker_shutdown"))
-
-
-def _term_and_wait(worker: WorkerController, bound: float) -> str:
-    """SIGTERM the worker's process group; wait for it and every process of this worker."""
-    t0 = time.monotonic()
-    worker.send(signal.SIGTERM, target="group")
-    outer = worker.wait_exit(bound)
-    left = worker.survivors(include_master=True)
-    while left and time.monotonic() - t0 < bound:
-        time.sleep(0.1)
-        left = worker.survivors(include_master=True)
-    if left or not outer.exited:
-        return (f"still running after {bound:.0f}s: {len(left)} worker process(es)"
-                + (f" ({outer.describe()} for the command itself)" if outer.exited else ""))
-    return f"stopped in {time.monotonic() - t0:.1f}s ({outer.describe()})"
-
-
-def watch_start(worker: WorkerController, bound: float, confirm: float,
-                pending_grace: float = diagnose.PENDING_GRACE_S) -> dict[str, Any]:
-    """Observe a started worker until confirmed ready, exited, or the bound.
-
-    Ready: the ready event or line, then still running `confirm` s later. If a
-    shutdown was requested since the process initialised (journaled), it gets
-    `pending_grace` more seconds to take effect; still running after that, it is
-    ready with `shutdown_ignored`.
-    """
-    t0 = worker.started_mono
-    ready_at = None
-    ready = False
-    ready_source = None
-    pending = False
-    while True:
-        now = time.monotonic()
-        alive = worker.is_alive()
-        events = worker.events()
-        if ready_at is None:
-            if _ready_event(events):
-                ready_at, ready_source = now, "journal"
-            elif diagnose.READY_LINE.search(worker.log_text()):
-                ready_at, ready_source = now, "log"
-        if ready_at is not None and alive and now - ready_at >= confirm:
-            pending = shutdown_requested(events)
-            if not pending or now - ready_at >= confirm + pending_grace:
-                ready = True
-                break
-        if not alive or now - t0 >= bound + (pending_grace if pending else 0):
-            break
-        time.sleep(0.1)
-    elapsed = time.monotonic() - t0
-    facts: dict[str, Any] = {"ready": ready, "ready_seen": ready_at is not None,
-                             "shutdown_ignored": ready and pending,
-                             "ready_source": ready_source, "bound_s": bound, "confirm_s": confirm,
-                             "ready_s": round(ready_at - t0, 2) if ready_at else None,
-                             "elapsed_s": round(elapsed, 2)}
-    if ready or worker.is_alive():
-        facts.update({"exit_code": None, "exit_signal": None, "leftovers": []})
-        mtime = worker.log_path.stat().st_mtime if worker.log_path.exists() else None
-        facts["last_output_age_s"] = (round(time.time() - mtime, 2)
-                                      if mtime and worker.log_path.stat().st_size else None)
-        text = worker.log_text()  # what the start produced, before the lab stops it
-        # What a SIGTERM does now (an orchestrator's stop): noted, not judged here.
-        facts["stop_after_ready" if ready else "stop_after_hang"] = _term_and_wait(worker, 15.0 if ready else 5.0)
-        facts["stop_tail"] = worker.log_text()[len(text):][-2000:]
-    else:
-        info = worker.wait_exit(1)
-        facts.update({"exit_code": info.returncode, "exit_signal": info.signal_name})
-        time.sleep(0.3)  # let orphans show in the process table
-        facts["leftovers"] = worker.tree()
-        text = worker.log_text()
-    facts.update(diagnose.analyze_output(text))
-    events = worker.events()
-    hooks = select(events, "startup_hook")
-    facts["hook"] = hooks[0] if hooks else None
-    facts["hook_returned"] = bool(select(events, "startup_hook_returned"))
-    facts["shutting_down"] = [{k: e.get(k) for k in ("sig", "how", "exitcode")}
-                              for e in select(events, "worker_shutting_down")]
-    facts["worker_shutdown_event"] = bool(select(events, "worker_shutdown"))
-    facts["journal_pids"] = sorted({e["pid"] for e in events if "pid" in e})[:20]
-    facts["worker_inits"] = len(select(events, "worker_init"))
-    inner = worker.workdir / INNER_STATUS
-    facts["inner_status"] = inner.read_text().strip() if inner.exists() else None
-    return facts

