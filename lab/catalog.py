@@ -203,9 +203,9 @@ def resolve_backend(backend: str, broker: str) -> str:
     return {"redis": "redis", "amqp": "redis", "sql": "sqlite", "sql-postgres": "postgres"}[broker]
 
 
-# broker-fault (issue 10): modes are lab.broker_faults.MODES, "<fault>" (idle after ready) or
+# broker-fault (issue 10): modes are lab.faults.broker.MODES, "<fault>" (idle after ready) or
 # "<fault>@running" / "<fault>@chord"; the profile places the result backend (same server or apart).
-from lab.broker_faults import MODES as BROKER_FAULT_MODES  # noqa: E402 - standard library only
+from lab.faults.broker import MODES as BROKER_FAULT_MODES  # noqa: E402 - standard library only
 
 PROFILES["backend-apart"] = {
     "description": ("broker-fault: the result backend on a separate server that stays up (the runner's), "

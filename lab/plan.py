@@ -34,7 +34,7 @@ def cell_estimate(cell: Cell) -> float:
     return catalog.SCENARIOS[cell.scenario].estimate(cell.mode) * cell.repeats
 
 
-AUTO_LANES_SPEEDUP = 2.0  # what `lanes = "auto"` gave over 1 lane on 2 cores (bench/bench_lanes.py)
+AUTO_LANES_SPEEDUP = 2.5  # `lanes = "auto"` over 1 lane on 2 cores: 2.75x on the smoke matrix (bench/bench_matrix.py)
 
 
 def estimate_seconds(cells: list[Cell], lanes: int | str, versions: int) -> float:

@@ -11,7 +11,7 @@ same way and records the same facts. Nothing acts at import.
   child      pool-child recycling by memory and by task count (Recycle)
   control    remote control through the broker at a chosen moment (Control)
   resources  start-up resource limits: RLIMIT_NOFILE high or low (Limit)
-  broker     broker faults (issue 10, lab/broker_faults.py; moved here at merge)
+  broker     broker faults (BrokerFault, Moment: the broker-fault scenario's modes)
 
 `Fault` is the union of the older names, kept for importers of `lab.faults`.
 """

@@ -7,7 +7,7 @@ on that same server (profile `defaults`, where the server can hold the
 cell's backend: Redis/Redis, PostgreSQL/PostgreSQL) or on the runner's
 separate server that stays up (profile `backend-apart`, and whenever the
 broker cannot be a backend, e.g. RabbitMQ). The mode is a FaultPlan
-(lab.broker_faults): a fault at a moment — idle after ready, a 5 s task
+(lab.faults.broker): a fault at a moment — idle after ready, a 5 s task
 running, a chord in flight. Run: start the worker, reach the moment, put a
 persistent marker on a side queue, apply the fault, wait until the broker
 answers again, PROBE_DELAY_S later publish PROBES fresh tasks, and watch up
@@ -27,8 +27,8 @@ import time
 from typing import Any
 
 from lab import signatures
-from lab.broker_faults import FAULT_AFTER_START_S, IDLE_AFTER_READY_S, LONG_TASK_S, CHORD_SHORT_S
-from lab.broker_faults import Moment, parse_mode
+from lab.faults.broker import FAULT_AFTER_START_S, IDLE_AFTER_READY_S, LONG_TASK_S, CHORD_SHORT_S
+from lab.faults.broker import Moment, parse_mode
 from lab.journal import select
 from lab.scenarios import broker_observe as look
 from lab.scenarios.base import CellContext, Scenario

@@ -6,7 +6,7 @@ anything. `provision(broker, fault, workdir)` starts a *dedicated* server in
 the calling (cell) process with the lab's own service classes — never one
 shared with other cells — and returns a Nemesis that owns it; `close()`
 stops it (idempotent; register it as a cleanup). `Nemesis.apply(plan)`
-carries a lab.broker_faults.FaultPlan out and returns what happened, with
+carries a lab.faults.broker.FaultPlan out and returns what happened, with
 monotonic times: `fault_mono` (the fault began) and `back_mono` (the broker
 answers again), `down_s`, and the fault's own facts (clients killed, pids
 paused, the new primary). Every signal is sent only to a pid the lab started
@@ -41,7 +41,7 @@ from typing import Any
 
 import psutil
 
-from lab.broker_faults import SENTINEL_MASTER, BrokerFault, FaultPlan
+from lab.faults.broker import SENTINEL_MASTER, BrokerFault, FaultPlan
 from lab.reaper import OWNER_ENV, owner_token, owns
 from lab.services import BROKER_SERVER, URL_ENV, choose_provider, make_service
 from lab.services.base import Service, ServiceError, stop_process, wait_until
@@ -268,7 +268,7 @@ class Nemesis:
             out["detail"] = self.drop_connections()
             out["back_mono"] = time.monotonic()
         elif fault is BrokerFault.FLAP:
-            from lab.broker_faults import FLAP_GAP_S, FLAP_TIMES
+            from lab.faults.broker import FLAP_GAP_S, FLAP_TIMES
             out["fault_mono"] = time.monotonic()
             for index in range(FLAP_TIMES):
                 if index:

@@ -3,7 +3,7 @@
 Contract: `SentinelPair(primary, workdir).start()` starts a replica of `primary`
 (a lab RedisServer) with `--replicaof`, waits until its link is up, then runs
 `redis-server <conf> --sentinel` (what the redis-sentinel binary is) on a free
-loopback port, monitoring the primary as lab.broker_faults.SENTINEL_MASTER with
+loopback port, monitoring the primary as lab.faults.broker.SENTINEL_MASTER with
 quorum 1 and the scaled down-after / failover timeouts, and returns once
 Sentinel names the primary. `master_addr()` is the (host, port) Sentinel names
 now (redis-py, installed with celery[redis]), None if unknown. `close()` stops
@@ -15,7 +15,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from lab.broker_faults import SENTINEL_DOWN_AFTER_MS, SENTINEL_FAILOVER_TIMEOUT_MS, SENTINEL_MASTER
+from lab.faults.broker import SENTINEL_DOWN_AFTER_MS, SENTINEL_FAILOVER_TIMEOUT_MS, SENTINEL_MASTER
 from lab.services.base import free_port, spawn_server, stop_process, wait_until
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.broker_faults import MODES, BrokerFault, Moment, parse_mode, retry_budget_s
+from lab.faults.broker import MODES, BrokerFault, Moment, parse_mode, retry_budget_s
 from lab.scenarios.broker_fault_judge import PROBE_BOUND_S, data_survived, inflight_ledger, judge
 from lab.verdict import Verdict
 
