@@ -18,14 +18,26 @@ same way and records the same facts. Nothing acts at import.
 
 from __future__ import annotations
 
-from lab.faults.child import Recycle
-from lab.faults.control import Control
-from lab.faults.eviction import Eviction, EvictionPlan, apply_eviction, kill_master_only
-from lab.faults.resources import Limit
-from lab.faults.signals import Fault, Signal
+import importlib
+from typing import Any
 
-FAMILIES = {"signals": Signal, "eviction": Eviction, "child": Recycle, "control": Control,
-            "resources": Limit}
+# name -> family module; imported on first use, so `lab.faults.broker` (read by lab.catalog, which the
+# noxfile loads with the standard library only) does not pull in the worker controller and psutil
+_WHERE = {"Recycle": "child", "Control": "control", "Eviction": "eviction", "EvictionPlan": "eviction",
+          "apply_eviction": "eviction", "kill_master_only": "eviction", "Limit": "resources",
+          "Fault": "signals", "Signal": "signals", "BrokerFault": "broker", "Moment": "broker"}
+_FAMILIES = {"signals": ("signals", "Signal"), "eviction": ("eviction", "Eviction"),
+             "child": ("child", "Recycle"), "control": ("control", "Control"),
+             "resources": ("resources", "Limit"), "broker": ("broker", "BrokerFault")}
 
-__all__ = ["FAMILIES", "Control", "Eviction", "EvictionPlan", "Fault", "Limit", "Recycle", "Signal",
-           "apply_eviction", "kill_master_only"]
+
+def __getattr__(name: str) -> Any:
+    if name == "FAMILIES":
+        return {family: getattr(importlib.import_module(f"lab.faults.{mod}"), enum)
+                for family, (mod, enum) in _FAMILIES.items()}
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"lab.faults.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'lab.faults' has no attribute {name!r}")
+
+
+__all__ = ["FAMILIES", *_WHERE]
