@@ -145,13 +145,23 @@ def describe(record: ResultRecord) -> list[str]:
 
 
 def matches(record: ResultRecord, verdicts: list[str], signature: str | None) -> tuple[int, int]:
-    """(k, n): attempts whose verdict/signature satisfy the bisect predicate."""
-    rates = record.outcome.metrics.get("rates") or [{
-        "verdict": record.outcome.verdict.value, "signature": record.outcome.signature, "k": 1, "n": 1}]
+    """(k, n): attempts with at least one *finding* (not only the headline) that satisfies the
+    bisect predicate — a verdict in `verdicts` (any, when empty) and, if given, that signature."""
+    def fits(verdict: str, sig: str | None) -> bool:
+        return (not verdicts or verdict in verdicts) and (signature is None or sig == signature)
+
+    rates = record.outcome.metrics.get("rates")
+    if not rates:  # one attempt: every finding it kept
+        findings = record.outcome.findings or []
+        hit = any(fits(f.verdict.value, f.signature) for f in findings) or (
+            not findings and fits(record.outcome.verdict.value, record.outcome.signature))
+        return int(hit), 1
     n = rates[0]["n"]
-    k = sum(r["k"] for r in rates if (not verdicts or r["verdict"] in verdicts)
-            and (signature is None or r["signature"] == signature))
-    return k, n
+    hits: set[int] = set()
+    for rate in rates:
+        if fits(rate["verdict"], rate.get("signature")):
+            hits.update(rate.get("attempts") or range(-rate["k"], 0))  # older records: no attempt list
+    return min(len(hits), n), n
 
 
 def released_versions(good: str, bad: str, explicit: list[str] | None = None,

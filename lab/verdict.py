@@ -260,7 +260,8 @@ def aggregate(attempts: list[Outcome]) -> Outcome:
         low, high = wilson_interval(k, n)
         rates.append({"verdict": finding.verdict.value, "signature": finding.signature, "k": k, "n": n,
                       "low": round(low, 4), "high": round(high, 4),
-                      "first_attempt": row["attempts"][0] + 1, "crash": finding.crash})
+                      "first_attempt": row["attempts"][0] + 1, "crash": finding.crash,
+                      "attempts": [i + 1 for i in row["attempts"]]})
     top = headline(row["finding"] for row in seen.values() if row["finding"].verdict != Verdict.PASS)
     not_run = [o for o in attempts if not o.verdict.ran]
     metrics = {"attempts": n, "rates": rates, "attempt_verdicts": [o.verdict.value for o in attempts]}

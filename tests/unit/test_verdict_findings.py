@@ -162,3 +162,12 @@ def test_findings_round_trip_through_a_record():
     assert back == out and back.findings[0].crash and back.evidence["evidence:x"] == "e"
     old = Outcome.from_dict({"verdict": "bug", "signature": "s", "summary": "old record"})
     assert old.finding_keys() == {"bug:s"}
+
+
+def test_bisect_predicate_reads_every_finding_and_counts_attempts_once():
+    from lab.triage import matches
+    one = _record("c", Outcome.of([Finding(Verdict.DUPLICATE, "twice"), Finding(Verdict.BUG, "started-after-signal")]))
+    assert matches(one, [], "started-after-signal") == (1, 1)  # not the headline, still a finding
+    both = Outcome.of([Finding(Verdict.BUG, "a"), Finding(Verdict.STALL, "b")])
+    rec = _record("c", aggregate([both, Outcome(Verdict.PASS), Outcome.of([Finding(Verdict.BUG, "a")])]))
+    assert matches(rec, ["bug", "stall"], None) == (2, 3)  # attempt 1 has two findings: counted once
