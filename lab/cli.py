@@ -305,6 +305,26 @@ def report(run_dirs: tuple[Path, ...], baseline: str | None, out: Path | None, s
         _fail(f"--strict: {findings} cell(s) with a finding other than pass, {setup} that never ran", 1)
 
 
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--only", multiple=True, help="Only these cell ids.")
+def rejudge(run_dir: Path, only: tuple[str, ...]) -> None:
+    """Judge a run's recorded observations again with the current checkers (no worker runs).
+
+    Rewrites RUN_DIR/results.jsonl; every rejudged record carries environment.rejudged
+    (when, lab version, the verdict it had). Run it where the scenarios import (a Celery venv:
+    .nox/sets/set-<key>/bin/python -m lab rejudge RUN_DIR), then `lab report RUN_DIR`.
+    """
+    from lab.rejudge import rejudge as run_rejudge
+
+    try:
+        done, changed, kept = run_rejudge(run_dir, list(only), log=click.echo)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    click.echo(f"rejudged {done} record(s), {changed} changed; {kept} kept as recorded "
+               "(no observations for every attempt, or the checker raised)")
+
+
 def _print_summary(rows: list) -> None:
     from rich.console import Console
     from rich.table import Table

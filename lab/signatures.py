@@ -217,6 +217,57 @@ BEHAVIOUR: dict[str, dict[str, str | tuple[str, ...]]] = {
     "warm-slow-exit": {"title": "A warm shutdown took longer than the running tasks needed"},
     "warm-plan-cold-line": {"title": "A warm shutdown printed a cold-shutdown line"},
     "cold-waited-for-running-tasks": {"title": "A cold shutdown waited for running tasks to finish"},
+    "cold-slow-exit": {"title": "A cold shutdown took longer than 'at once' (timing)"},
+    "soft-slow-exit": {"title": "A soft shutdown took longer than its timeout plus a cold exit (timing)"},
+    "soft-cut-running-task": {"title": "A soft shutdown cut a running task that had less time left than the timeout"},
+    "soft-waited-past-timeout": {"title": "A soft shutdown let a task with more time left than the timeout run to the end"},
+    "orphaned-children": {"title": "Processes of the worker outlived its master"},
+    "drain-not-ready": {"title": "The drain worker never became ready: what was requeued is unknown"},
+    "running-task-lost": {"title": "A running task was lost by the shutdown (early ack: not redelivered)"},
+    # eviction
+    "member-lost": {"title": "The in-flight chord member never completed and is gone from the broker"},
+    "member-not-completed": {"title": "The in-flight chord member never completed within the window (still queued)"},
+    "visibility-timeout-parked": {
+        "title": ("The in-flight acks_late message is still parked in Redis's unacked set at the end of the "
+                  "window: it returns only after the visibility timeout (a prediction until measure-stall "
+                  "waits it out)"),
+        "issue_url": "https://github.com/celery/celery/issues/4984"},
+    "children-outlived-master": {"title": "Pool children kept running after the master was SIGKILLed alone",
+                                 "issue_url": "https://github.com/celery/celery/issues/102"},
+    # broker-fault (issue 10)
+    "catatonic-after-broker-fault": {
+        "title": "After the broker came back the worker is alive and connected but consumes nothing",
+        "issue_url": "https://github.com/celery/celery/issues/8030"},
+    "no-reconnect-after-broker-fault": {"title": "After the broker came back the worker never reconnected"},
+    "exit-after-ready-silent": {"title": "The worker exited after ready without saying why (exit 0, nothing at ERROR)"},
+    "exit-after-ready-loud": {"title": "The worker exited after ready with an error"},
+    "gave-up-after-retry-budget": {"title": "The worker exited once its broker_connection_max_retries were spent"},
+    "probes-incomplete": {"title": "Fresh tasks published after the broker's return did not all complete in the bound"},
+    "inflight-incomplete": {"title": "The task in flight at the broker fault did not complete within the window"},
+    "inflight-lost": {"title": "The task in flight at the broker fault never completed and is gone"},
+    "inflight-duplicate": {"title": "The task in flight at the broker fault completed more than once"},
+    "chord-callback-incomplete": {"title": "The chord in flight at the broker fault did not complete within the window"},
+    "chord-callback-lost": {"title": "The chord in flight at the broker fault lost its callback (its state was on the faulted server)"},
+    "chord-callback-duplicate": {"title": "The chord in flight at the broker fault ran its callback more than once"},
+    "probe-publish-failed": {"title": "The lab could not publish its probe tasks (a lab failure)"},
+    # remote control, recycling, publishing through shutdown (issue 11)
+    "control-shutdown-not-warm": {"title": "control.shutdown() did not behave as the warm shutdown it documents"},
+    "control-call-failed": {"title": "A remote-control call failed"},
+    "revoke-terminate-refused": {"title": "revoke(terminate=True) is refused by this pool (NotImplementedError)"},
+    "revoke-terminate-ignored": {"title": "revoke(terminate=True) left the running task running"},
+    "revoke-unanswered-in-warm-shutdown": {
+        "title": "A revoke sent during a warm shutdown got no reply and the revoked task ran later",
+        "issue_url": "https://github.com/celery/celery/issues/8417"},
+    "revoked-task-ran": {"title": "A revoked task ran anyway"},
+    "revoke-not-journaled": {"title": "A revoke was acknowledged but the worker never recorded it"},
+    "pool-control-refused": {"title": "pool_grow/pool_shrink was refused by this pool"},
+    "pool-size-unchanged": {"title": "pool_grow/pool_shrink replied ok but the pool size did not change"},
+    "fresh-work-not-run": {"title": "Fresh work published after the fault never ran"},
+    "replacement-child-idle": {"title": "A replacement pool child came up and never took work"},
+    "task-failed-in-recycle": {"title": "A task failed while its child was recycled (e.g. WorkerLostError)"},
+    "task-ran-twice": {"title": "A task ran twice while children were recycled"},
+    "message-ran-twice": {"title": "A message published through the shutdown window ran twice"},
+    "exited-before-signal": {"title": "The worker exited before the lab's signal arrived"},
 }
 
 FAMILIES: list[tuple[str, str]] = [   # (name prefix, title template; {rest} is the name after the prefix)

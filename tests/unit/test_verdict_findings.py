@@ -171,3 +171,11 @@ def test_bisect_predicate_reads_every_finding_and_counts_attempts_once():
     both = Outcome.of([Finding(Verdict.BUG, "a"), Finding(Verdict.STALL, "b")])
     rec = _record("c", aggregate([both, Outcome(Verdict.PASS), Outcome.of([Finding(Verdict.BUG, "a")])]))
     assert matches(rec, ["bug", "stall"], None) == (2, 3)  # attempt 1 has two findings: counted once
+
+
+def test_soft_shutdown_sleeps_its_whole_timeout_before_the_cold_exit():
+    """celery/worker/worker.py wait_for_soft_shutdown sleeps worker_soft_shutdown_timeout in full
+    once a request was active, so an exit 10 s after SIGQUIT with an 8 s timeout is as documented."""
+    out = judge_shutdown(run("soft-quit", exit_s=10.2))
+    assert out.verdict == Verdict.PASS, out.summary
+    assert "stall:soft-slow-exit" in judge_shutdown(run("soft-quit", exit_s=13.5)).finding_keys()
