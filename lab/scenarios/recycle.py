@@ -39,6 +39,7 @@ from lab.faults.child import Recycle
 from lab.journal import select
 from lab.scenarios.base import CellContext, Scenario
 from lab.observers.exit import exit_observation, judge_start_failure
+from lab.scenarios.findings import crash_findings, exit_findings
 from lab.verdict import Finding, Outcome, Verdict
 
 FLOOD = 120
@@ -125,8 +126,7 @@ class Recycling(Scenario):
         def find(verdict, code, text, evidence="", crash=False):
             findings.append(Finding(verdict, code, text, {"evidence": evidence} if evidence else {}, crash))
 
-        for match in [m for m in obs.get("signatures") or [] if m["severity"] == "bug"][:3]:
-            find(Verdict.BUG, match["name"], f"traceback: {match['title']}", match["excerpt"][:1500], True)
+        findings.extend(crash_findings(obs))
         ends, failures = obs.get("ends") or {}, obs.get("failures") or []
         failed = {f["key"] for f in failures}
         lost = sorted(k for k, n in ends.items() if n == 0 and k not in failed)
@@ -157,14 +157,7 @@ class Recycling(Scenario):
         if not obs.get("fresh_done"):
             find(Verdict.INCOMPLETE, "fresh-work-not-run", f"fresh tasks after the recycles not all done within "
                  f"{FRESH_BOUND:.0f}s")
-        if obs.get("exit_code") is None:
-            find(Verdict.HANG, "shutdown-hang", "no exit within 30s of SIGTERM")
-        elif obs["exit_code"] != 0:
-            find(Verdict.BUG, f"unclean-exit:{obs.get('exit_signal') or obs['exit_code']}",
-                 f"warm shutdown ended with {obs.get('exit_desc')}")
-        if obs.get("orphans"):
-            find(Verdict.BUG, "orphaned-children", f"{len(obs['orphans'])} process(es) outlived the master",
-                 repr(obs["orphans"]))
+        findings.extend(exit_findings(obs, "no exit within 30s of SIGTERM", "warm shutdown ended with {desc}"))
         metrics = {"mode": obs.get("mode"), "tasks": len(ends), "recycles": recycles,
                    "tasks_failed": len(failures), "tasks_lost": len(lost), "tasks_duplicated": len(dups),
                    "flood_s": obs.get("flood_s"), "fresh_s": obs.get("fresh_s"), "exit_code": obs.get("exit_code"),

@@ -47,6 +47,7 @@ from lab.observers.drain import drain
 from lab.scenarios.base import CellContext, Scenario
 from lab.observers.exit import exit_observation, judge_start_failure
 from lab.scenarios.shutdown_semantics import ledger
+from lab.scenarios.findings import crash_findings, exit_findings
 from lab.verdict import Finding, Outcome, Verdict
 
 LONG_S = 5.0
@@ -167,18 +168,11 @@ class RemoteControl(Scenario):
         def find(verdict: Verdict, code: str, text: str, evidence: str = "", crash: bool = False) -> None:
             findings.append(Finding(verdict, code, text, {"evidence": evidence} if evidence else {}, crash))
 
-        for match in [m for m in obs.get("signatures") or [] if m["severity"] == "bug"][:3]:
-            find(Verdict.BUG, match["name"], f"traceback: {match['title']}", match["excerpt"][:1500], True)
+        findings.extend(crash_findings(obs))
         if call.get("error"):
             find(Verdict.FAILED_FAST, "control-call-failed", f"app.control raised {call['error']}")
-        if obs.get("exit_code") is None:
-            find(Verdict.HANG, "shutdown-hang", f"no exit within {EXIT_BOUND:.0f}s", obs.get("log_tail", "")[-1500:])
-        elif obs["exit_code"] != 0:
-            find(Verdict.BUG, f"unclean-exit:{obs.get('exit_signal') or obs['exit_code']}",
-                 f"the worker ended with {obs.get('exit_desc')}")
-        if obs.get("orphans"):
-            find(Verdict.BUG, "orphaned-children", f"{len(obs['orphans'])} process(es) outlived the master",
-                 repr(obs["orphans"]))
+        findings.extend(exit_findings(obs, f"no exit within {EXIT_BOUND:.0f}s", "the worker ended with {desc}",
+                                      obs.get("log_tail", "")[-1500:]))
         exit_mono = obs.get("exit_mono")
         if mode in ("shutdown", "revoke-queued-warm"):
             cut = [k for k, r in keys.items() if k.startswith("run-") and r["w1_starts"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from lab.observers.exit import judge_start_failure
+from lab.scenarios.findings import crash_findings
 from lab.verdict import Finding, Outcome, Verdict
 
 LONG_S = 6.0          # each running task
@@ -174,8 +175,7 @@ def judge(obs: dict[str, Any]) -> Outcome:
     first = monos[0] if monos else None
     lines = obs.get("shutdown_lines") or []
     log = "\n".join(lines)
-    for match in [m for m in obs.get("signatures") or [] if m["severity"] == "bug"][:3]:
-        deviate(match["name"], Verdict.BUG, f"traceback: {match['title']}", match["excerpt"][:1500], crash=True)
+    findings.extend(crash_findings(obs))
     if obs.get("exit_code") is None:
         deviate("shutdown-hang", Verdict.HANG,
                 f"no exit within the bound after {' then '.join(obs.get('signals_sent') or [])}",

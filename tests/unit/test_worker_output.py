@@ -64,7 +64,19 @@ def test_close_returns_while_a_grandchild_still_holds_the_pipe(tmp_path):
     assert not facts["stdio_drained_to_eof"] and b"started" in (tmp_path / "w.log").read_bytes()
     import os
     import signal
+    import time
+
+    import psutil
+    def in_group(pid: int) -> bool:
+        try:
+            return os.getpgid(pid) == proc.pid
+        except ProcessLookupError:
+            return False
+
+    sleepers = [c for c in psutil.process_iter(["cmdline"]) if c.info["cmdline"] == ["sleep", "30"]
+                and in_group(c.pid)]
     os.killpg(proc.pid, signal.SIGKILL)
+    psutil.wait_procs(sleepers, timeout=5)  # gone (or a zombie) before the leftover check looks
 
 
 def test_unknown_mode():
