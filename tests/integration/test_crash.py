@@ -110,7 +110,13 @@ def test_sigkill_of_the_runner_leaves_nothing_and_resume_starts_clean(tmp_path, 
     assert resumed.returncode == 0, text[-3000:]
     assert "resume generation 2" in text, text[-3000:]
     records = list(read_records([run_dir]))
-    assert len(records) == 1 and records[0].outcome.verdict.value == "pass", records[0].outcome.summary
+    assert len(records) == 1, records
+    outcome = records[0].outcome
+    # resumed on fresh broker state: no false duplicate from the interrupted try's messages (issue 16,
+    # input 2); the verdict is otherwise what this cell shows uninterrupted (pass, or on eventlet with
+    # Celery 5.5.0-5.6.2 and pipe output the celery#10083 crash)
+    assert outcome.verdict.ran and "duplicate" not in {f.verdict.value for f in outcome.findings}, outcome.summary
+    assert outcome.verdict.value == "pass" or "RuntimeError" in (outcome.signature or ""), outcome.summary
     spec = json.loads(next((run_dir / "cells").glob("*/spec.json")).read_text())
     assert spec["generation"] == 2 and spec["namespace"] != first["namespace"]
     assert first["namespace"] not in spec["broker_url"] and not any(f.exists() for f in old_files)
