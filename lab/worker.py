@@ -308,7 +308,8 @@ class WorkerController:
     def log_text(self) -> str:
         """The worker's output so far (stdout and stderr by line); tty output as plain text."""
         if self.wiring is not None and not self.wiring.closed:
-            self.wiring.sync()
+            exited = not self.is_alive()  # its pipes reach EOF unless a survivor holds them: wait for it
+            self.wiring.sync(3.0 if exited else 1.0, until_eof=exited)
         if not self.log_path.exists():
             return ""
         data = self.log_path.read_bytes()

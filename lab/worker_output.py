@@ -190,18 +190,23 @@ class Wiring:
             drain.start()
             self._drains.append(drain)
 
-    def sync(self, timeout: float = 1.0) -> bool:
+    def sync(self, timeout: float = 1.0, until_eof: bool = False) -> bool:
         """Wait (up to `timeout` s) until every byte written so far is in the log file.
 
         Judges read the file right after an exit: bytes still in a pipe or a
-        partial line held by a drain would be missing. True when in sync.
+        partial line held by a drain would be missing. With `until_eof` (the
+        worker has exited) also wait, within the same bound, for every drain to
+        reach end of file, so nothing its last writers left behind is missed
+        on a loaded host. True when in sync.
         """
         deadline = time.monotonic() + timeout
         targets = [(d, d.bytes + _pending(d.fd)) for d in self._drains if d.is_alive()]
         while True:  # only what was written before the call: a busy writer cannot hold us up
             behind = [d for d, target in targets if d.is_alive() and (d.bytes < target or d.partial_pending)]
+            if until_eof:
+                behind += [d for d in self._drains if d.is_alive() and not d.eof and d not in behind]
             if not behind or time.monotonic() >= deadline:
-                return not behind
+                return not [d for d, target in targets if d.is_alive() and (d.bytes < target or d.partial_pending)]
             time.sleep(0.01)
 
     def abandon(self) -> None:
