@@ -54,6 +54,9 @@ def test_owner_selects_one_token_and_excludes_all():
 
 
 def test_temp_dirs_name_their_owner_and_are_stale_once_it_is_gone(tmp_path, monkeypatch):
+    # a scope of this test's own: the cleanup below kills what its scope holds, and every other
+    # test's workers carry the checkout's scope (pytest-xdist runs them beside this one)
+    monkeypatch.setenv("LAB_SCOPE", str((tmp_path / "reports").resolve()))
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     import tempfile
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
