@@ -28,6 +28,7 @@ from lab.results import RECORD_FILE, ResultRecord, append_record, write_json
 from lab.scenarios.base import CellContext
 from lab.sides import setup_failed_outcome, transport_probe
 from lab.verdict import Outcome, Verdict, aggregate
+from lab.waits import WAITS
 from lab.worker import WorkerCannotRun
 
 MAX_JOURNAL_EVENTS = 3000
@@ -43,6 +44,8 @@ def profile_env(profile: dict[str, Any]) -> dict[str, str]:
 def unknown_settings_reason(profile: dict[str, Any]) -> str | None:
     """n/a when the installed Celery does not know a setting the profile sets
     (feature detection on celery.app.defaults, never a version comparison)."""
+    if not profile.get("settings"):
+        return None
     from celery.app.defaults import DEFAULTS
 
     unknown = sorted(name for name in (profile.get("settings") or {}) if name not in DEFAULTS)
@@ -51,6 +54,32 @@ def unknown_settings_reason(profile: dict[str, Any]) -> str | None:
         return (f"celery {celery.__version__} has no setting {', '.join(unknown)} "
                 f"(profile needs it)")
     return None
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) of this cell process and of its reaped children (its workers,
+    their pool children, helpers): what a cell costs the host, for lane sizing (bench/)."""
+    import resource
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"cell": round(own.ru_utime + own.ru_stime, 3), "children": round(kids.ru_utime + kids.ru_stime, 3)}
+
+
+def cached_probe(spec: dict) -> str | None:
+    """lab.sides.transport_probe, once per run for each dependency set and pair of URL schemes:
+    a success is kept in <run dir>/probes/ so later cells of that set skip the import (~0.5 s of
+    CPU before the worker could start); a failure is probed again by every cell."""
+    import hashlib
+
+    broker, backend = spec["broker_url"], spec.get("backend_url", "")
+    key = "|".join([spec.get("set") or sys.executable, broker.split(":", 1)[0], backend.split(":", 1)[0]])
+    mark = Path(spec["run_dir"]) / "probes" / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".ok")
+    if mark.exists():  # (importing Celery in a thread meanwhile breaks its lazy module: not done)
+        return None
+    problem = transport_probe(broker, backend)
+    if problem is None:
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        mark.write_text(key + "\n")
+    return problem
 
 
 def setup_failure(summary: str, detail: str) -> Outcome:
@@ -69,7 +98,7 @@ def run_attempt(scenario, cell: Cell, spec: dict, attempt: int, cell_dir: Path) 
     ctx = CellContext(cell=cell, attempt=attempt, workdir=workdir, queue=queue, worker_env=env,
                       profile=spec.get("profile") or {}, seed=cell.seed * 100003 + attempt)
     try:
-        reason = unknown_settings_reason(ctx.profile) or scenario.applies(ctx)
+        reason = scenario.not_for(cell) or unknown_settings_reason(ctx.profile) or scenario.applies(ctx)
         if reason:
             return Outcome(Verdict.NA, reason, metrics={"key_figure": "n/a"}), ctx
         obs = scenario.run(ctx)
@@ -102,8 +131,9 @@ def run_cell(spec: dict) -> ResultRecord:
     cell_dir.mkdir(parents=True, exist_ok=True)
     scenario = scenarios.get(cell.scenario)
     started, t0 = time.time(), time.monotonic()
+    WAITS.reset()
     outcomes, last_ctx, attempts, ready = [], None, [], []
-    problem = transport_probe(spec["broker_url"], spec.get("backend_url", ""))
+    problem = cached_probe(spec)
     for attempt in range(1, cell.repeats + 1 if not problem else 1):
         outcome, last_ctx = run_attempt(scenario, cell, spec, attempt, cell_dir)
         outcomes.append(outcome)
@@ -119,6 +149,10 @@ def run_cell(spec: dict) -> ResultRecord:
         f"the scenario never ran: {problem}"[:300], {"import_error": problem})
     if len(attempts) > 1:
         final.metrics["attempt_records"] = attempts
+    waits = WAITS.summary()  # seconds per kind of wait, all attempts (lab.waits)
+    final.metrics["waits"] = waits
+    final.metrics["inherent_s"] = waits["inherent"]
+    final.metrics["cpu_s"] = cpu_seconds()
     notes = last_ctx.notes if last_ctx else []
     logs = {}
     if last_ctx:

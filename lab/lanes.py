@@ -24,6 +24,7 @@ from typing import Iterator
 
 import psutil
 
+AUTO_LANES_PER_CORE = 3  # the most `auto` admits; the CPU test below decides how many actually run
 SAMPLE_S = 0.5
 WINDOW = 4  # samples: ~2 s
 
@@ -33,7 +34,7 @@ class LaneGate:
                  max_wait_s: float = 30.0) -> None:
         cores = os.cpu_count() or 1
         self.auto = auto
-        self.limit = max(1, limit or (2 * cores if auto else 2))
+        self.limit = max(1, limit or (AUTO_LANES_PER_CORE * cores if auto else 2))
         self.busy, self.max_wait_s = busy, max_wait_s
         self.running = 0
         self.history: list[dict] = []

@@ -15,6 +15,7 @@ silently disappears from the report. Standard library only.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -30,8 +31,25 @@ from lab.sides import setup_failed_outcome
 VENV_ESTIMATE_S = 25.0  # creating one Celery venv with uv, measured by bench/
 
 
+NA_ESTIMATE_S = 0.1  # a cell its scenario's not_for() rules out: recorded n/a before provisioning
+
+
 def cell_estimate(cell: Cell) -> float:
+    """Seconds one cell is expected to take (all its repeats): the catalog's per-mode estimate,
+    or NA_ESTIMATE_S where the scenario rules the cell out from the cell alone."""
+    if _static_na(cell.scenario, cell.pool, cell.broker, cell.mode):
+        return NA_ESTIMATE_S
     return catalog.SCENARIOS[cell.scenario].estimate(cell.mode) * cell.repeats
+
+
+@functools.lru_cache(maxsize=None)
+def _static_na(scenario: str, pool: str, broker: str, mode: str) -> bool:
+    from lab import scenarios
+    try:
+        probe = Cell(celery="0", pool=pool, broker=broker, backend="redis", scenario=scenario, profile="defaults", mode=mode)
+        return bool(scenarios.get(scenario).not_for(probe))
+    except Exception:  # a mode the scenario rejects: the cell process records the lab error
+        return False
 
 
 AUTO_LANES_SPEEDUP = 2.5  # `lanes = "auto"` over 1 lane on 2 cores: 2.75x on the smoke matrix (bench/bench_matrix.py)

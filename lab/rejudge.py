@@ -53,7 +53,7 @@ def rejudge(run_dir: Path, only: list[str] | None = None,
             log(f"{record.cell_id}: the checker raised; record kept\n{traceback.format_exc(limit=3)}")
             kept += 1
             continue
-        for key in ("attempt_records",):  # what the run recorded beside the judge's metrics
+        for key in ("attempt_records", "waits", "inherent_s"):  # what the run recorded beside the judge's metrics
             if key in record.outcome.metrics:
                 outcome.metrics[key] = record.outcome.metrics[key]
         was = {"verdict": record.outcome.verdict.value, "signature": record.outcome.signature}

@@ -76,13 +76,23 @@ def namespace_for(cell: Cell, run_id: str, generation: int = 1) -> str:
 
 def error_record(plan: dict, cell: Cell, summary: str, evidence: dict, started: float,
                  verdict: Verdict = Verdict.ERROR, signature: str = "lab-error") -> ResultRecord:
-    figure = "lab error" if verdict is Verdict.ERROR else "setup failed"
+    figure = {Verdict.ERROR: "lab error", Verdict.NA: "n/a"}.get(verdict, "setup failed")
     return ResultRecord(
         run_id=plan["run_id"], cell_id=cell.cell_id, cell=cell.to_dict(),
         outcome=Outcome(verdict, summary, signature, {"key_figure": figure}, evidence),
         versions=hostinfo.package_versions(), host=hostinfo.host_facts(), started_at=started,
         duration_s=round(time.time() - started, 3), rerun=rerun_command(plan, cell),
         lab_version=__version__)
+
+
+def static_na(cell: Cell) -> str | None:
+    """The scenario's `not_for(cell)` reason, or None; a mode the scenario rejects is left to the
+    cell process, which records it as the lab error it is."""
+    from lab import scenarios
+    try:
+        return scenarios.get(cell.scenario).not_for(cell)
+    except Exception:
+        return None
 
 
 def recorded(run_dir: Path, cell_id: str, since: float = 0.0) -> ResultRecord | None:
@@ -105,6 +115,12 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str,
     shutil.rmtree(cell_dir / "services", ignore_errors=True)  # an interrupted try's SQLite files
     cell_dir.mkdir(parents=True, exist_ok=True)
     namespace = namespace_for(cell, plan["run_id"], generation)
+    reason = static_na(cell)
+    if reason:  # n/a from the cell alone: nothing provisioned, no cell process (issue 15)
+        record = error_record(plan, cell, reason, {}, started, Verdict.NA, None)
+        record.environment = {"decided": "before provisioning (Scenario.not_for)", "set": set_of(plan, cell)}
+        append_record(run_dir, record)
+        return record
     try:
         services = hub.for_cell(cell.broker, cell.backend, cell_dir / "services", namespace)
     except (ServiceError, OSError) as exc:

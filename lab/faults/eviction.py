@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 from lab.worker import WorkerController
+from lab.waits import hold
 
 
 class Eviction(str, enum.Enum):
@@ -94,6 +95,6 @@ def kill_master_only(worker: WorkerController, settle_s: float = 1.0) -> dict:
     kill_at = time.monotonic()
     worker.send(signal.SIGKILL)
     info = worker.wait_exit(10.0)
-    time.sleep(settle_s)
+    hold(settle_s)
     return {"kill_mono": kill_at, "master_exit": info.describe(),
             "left_running": describe_procs(worker.survivors())}

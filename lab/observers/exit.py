@@ -14,12 +14,12 @@ exited).
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 from lab import signatures
 from lab.verdict import Outcome, Verdict
 from lab.worker import WorkerController
+from lab.waits import hold
 
 READY_LINE = re.compile(r"\S+@\S+ ready\.")
 SHUTDOWN_MARKERS = ("Warm shutdown", "Cold shutdown", "Soft shutdown", "worker: Hitting Ctrl+C")
@@ -27,7 +27,7 @@ SHUTDOWN_MARKERS = ("Warm shutdown", "Cold shutdown", "Soft shutdown", "worker: 
 
 def exit_observation(worker: WorkerController, bound: float) -> dict[str, Any]:
     info = worker.wait_exit(bound)
-    time.sleep(0.2)  # let orphaned children show in the process table
+    hold(0.2)  # let orphaned children show in the process table
     orphans = [] if not info.exited else worker.tree()
     text = worker.log_text()
     return {

@@ -20,6 +20,7 @@ from typing import Any
 from lab import diagnose
 from lab.journal import select
 from lab.worker import WorkerController
+from lab.waits import hold, waiting
 
 INNER_STATUS = "inner-status"  # file in the workdir: the worker's own status behind a pipe
 
@@ -44,7 +45,7 @@ def _term_and_wait(worker: WorkerController, bound: float) -> str:
     outer = worker.wait_exit(bound)
     left = worker.survivors(include_master=True)
     while left and time.monotonic() - t0 < bound:
-        time.sleep(0.1)
+        hold(0.1)
         left = worker.survivors(include_master=True)
     if left or not outer.exited:
         return (f"still running after {bound:.0f}s: {len(left)} worker process(es)"
@@ -53,14 +54,24 @@ def _term_and_wait(worker: WorkerController, bound: float) -> str:
 
 
 def watch_start(worker: WorkerController, bound: float, confirm: float,
-                pending_grace: float = diagnose.PENDING_GRACE_S) -> dict[str, Any]:
+                pending_grace: float = diagnose.PENDING_GRACE_S, stop_ready: bool = True) -> dict[str, Any]:
     """Observe a started worker until confirmed ready, exited, or the bound.
 
     Ready: the ready event or line, then still running `confirm` s later. If a
     shutdown was requested since the process initialised (journaled), it gets
     `pending_grace` more seconds to take effect; still running after that, it is
-    ready with `shutdown_ignored`.
+    ready with `shutdown_ignored`. With `stop_ready` (lab diagnose) a ready worker
+    is then stopped with SIGTERM and what that did is noted (`stop_after_ready`);
+    a scenario whose judge never reads it passes False and leaves the worker to
+    the teardown's SIGKILL (issue 15: a stop nobody reads costs ~1.5 s a cell).
+    A hung start is always stopped and noted (`stop_after_hang`). Times in s.
     """
+    with waiting("observe"):  # the start is what is observed here
+        return _watch(worker, bound, confirm, pending_grace, stop_ready)
+
+
+def _watch(worker: WorkerController, bound: float, confirm: float, pending_grace: float,
+           stop_ready: bool) -> dict[str, Any]:
     t0 = worker.started_mono
     ready_at = None
     ready = False
@@ -82,7 +93,7 @@ def watch_start(worker: WorkerController, bound: float, confirm: float,
                 break
         if not alive or now - t0 >= bound + (pending_grace if pending else 0):
             break
-        time.sleep(0.1)
+        hold(0.1)
     elapsed = time.monotonic() - t0
     facts: dict[str, Any] = {"ready": ready, "ready_seen": ready_at is not None,
                              "shutdown_ignored": ready and pending,
@@ -96,12 +107,13 @@ def watch_start(worker: WorkerController, bound: float, confirm: float,
                                       if mtime and worker.log_path.stat().st_size else None)
         text = worker.log_text()  # what the start produced, before the lab stops it
         # What a SIGTERM does now (an orchestrator's stop): noted, not judged here.
-        facts["stop_after_ready" if ready else "stop_after_hang"] = _term_and_wait(worker, 15.0 if ready else 5.0)
-        facts["stop_tail"] = worker.log_text()[len(text):][-2000:]
+        if stop_ready or not ready:
+            facts["stop_after_ready" if ready else "stop_after_hang"] = _term_and_wait(worker, 15.0 if ready else 5.0)
+            facts["stop_tail"] = worker.log_text()[len(text):][-2000:]
     else:
         info = worker.wait_exit(1)
         facts.update({"exit_code": info.returncode, "exit_signal": info.signal_name})
-        time.sleep(0.3)  # let orphans show in the process table
+        hold(0.3)  # let orphans show in the process table
         facts["leftovers"] = worker.tree()
         text = worker.log_text()
     facts.update(diagnose.analyze_output(text))

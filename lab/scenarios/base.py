@@ -1,6 +1,9 @@
 """The one shape every scenario has, and the context it runs in.
 
 Contract: a scenario module defines a subclass of Scenario with
+  - `not_for(cell) -> str | None`: the reason a cell is n/a that follows from
+    the cell alone (a pool without children, a broker without a server):
+    decided by the runner before it provisions anything;
   - `applies(ctx) -> str | None`: None, or the reason the cell is n/a,
     decided by probing the installed Celery (a setting or signal exists),
     never by comparing version numbers;
@@ -25,6 +28,7 @@ from typing import Any, Callable
 from lab.journal import read_journal
 from lab.matrix import Cell
 from lab.verdict import Outcome
+from lab.waits import waiting
 from lab.worker import WorkerController, WorkerSpec
 from lab.worker_output import DEFAULT_STDIO
 
@@ -79,11 +83,12 @@ class CellContext:
                  interval: float = 0.1) -> Any:
         """Poll the journal until predicate(events) is truthy; its value or None."""
         deadline = time.monotonic() + timeout
-        while True:
-            value = predicate(self.events())
-            if value or time.monotonic() >= deadline:
-                return value or None
-            time.sleep(interval)
+        with waiting("observe"):
+            while True:
+                value = predicate(self.events())
+                if value or time.monotonic() >= deadline:
+                    return value or None
+                time.sleep(interval)
 
     def teardown(self) -> list[dict]:
         if self._client is not None:
@@ -110,7 +115,14 @@ class CellContext:
 class Scenario:
     name = ""
 
+    def not_for(self, cell: Cell) -> str | None:
+        """None, or why the cell is n/a, from the cell alone (pool, broker, mode): no Celery
+        import and no services, so the runner decides it before provisioning (issue 15)."""
+        return None
+
     def applies(self, ctx: CellContext) -> str | None:
+        """None, or why the cell is n/a on the installed Celery (feature detection); runs in the
+        cell's venv after `not_for`."""
         return None
 
     def run(self, ctx: CellContext) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from lab.scenarios.base import CellContext, Scenario
 from lab.scenarios.broker_fault_judge import PROBE_BOUND_S, PROBE_DELAY_S, PROBES, judge
 from lab.scenarios.observe import READY_LINE
 from lab.verdict import Outcome
+from lab.waits import hold, waiting
 
 READY_TIMEOUT = 60.0
 SETTLE_S = 1.0  # after everything ended: a duplicate has a moment to show
@@ -47,9 +48,9 @@ def _error_lines(text: str) -> list[str]:
 class BrokerFaultScenario(Scenario):
     name = "broker-fault"
 
-    def applies(self, ctx: CellContext) -> str | None:
+    def not_for(self, cell) -> str | None:
         from lab.services.nemesis import unavailable_reason
-        return unavailable_reason(ctx.cell.broker, parse_mode(ctx.cell.mode).fault)
+        return unavailable_reason(cell.broker, parse_mode(cell.mode).fault)
 
     def _configure(self, ctx: CellContext, nemesis, plan) -> dict[str, Any]:
         apart = ctx.worker_env.get("LAB_BACKEND_PLACEMENT") == "apart"
@@ -96,11 +97,12 @@ class BrokerFaultScenario(Scenario):
         marker_queue = f"{ctx.queue}.marker"
         obs["marker_before"] = look.put_marker(ctx.worker_env, marker_queue)
         log_at_fault = len(worker.log_text())
-        fault = nemesis.apply(plan)
+        with waiting("hold"):  # the fault itself (stop, down time, start) is the scenario's design
+            fault = nemesis.apply(plan)
         back = fault["back_mono"]
         obs["fault"] = {k: (round(v - back, 3) if k.endswith("_mono") else v) for k, v in fault.items()}
         obs["marker_after"] = look.marker_count(ctx.worker_env, marker_queue)
-        time.sleep(max(0.0, back + PROBE_DELAY_S - time.monotonic()))
+        hold(max(0.0, back + PROBE_DELAY_S - time.monotonic()))
         probes = look.publish_probes(ctx.worker_env, ctx.queue, PROBES)
         obs["probe_publish"] = {"at": round(probes["publish_mono"] - back, 3),
                                 "done": round(probes["published_mono"] - back, 3),
@@ -113,7 +115,7 @@ class BrokerFaultScenario(Scenario):
             done = want <= ended and (plan.moment is not Moment.CHORD or select(events, "callback"))
             return done or not worker.is_alive()
         ctx.wait_for(finished, max(0.0, probes["publish_mono"] + PROBE_BOUND_S - time.monotonic()), 0.2)
-        time.sleep(SETTLE_S)
+        hold(SETTLE_S)
         obs["observed_until"] = round(time.monotonic() - back, 3)
         events = ctx.events()
         obs["executions"] = self._executions(events, back)
@@ -153,7 +155,7 @@ class BrokerFaultScenario(Scenario):
     def _reach_moment(self, ctx: CellContext, moment: Moment, obs: dict[str, Any]) -> dict[str, str]:
         """Drive the worker to the moment; {task id: key} of the work in flight at the fault."""
         if moment is Moment.IDLE:
-            time.sleep(IDLE_AFTER_READY_S)
+            hold(IDLE_AFTER_READY_S)
             return {}
         if moment is Moment.RUNNING:
             app = ctx.client()
@@ -168,7 +170,7 @@ class BrokerFaultScenario(Scenario):
         started = ctx.wait_for(lambda ev: select(ev, "exec_start", key=long_key), 20.0)
         obs["inflight_started"] = bool(started)
         if started:
-            time.sleep(max(0.0, started[0]["mono"] + FAULT_AFTER_START_S - time.monotonic()))
+            hold(max(0.0, started[0]["mono"] + FAULT_AFTER_START_S - time.monotonic()))
         return inflight
 
     @staticmethod

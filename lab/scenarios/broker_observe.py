@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 import psutil
+from lab.waits import hold
 
 PROBE_PUBLISH_BOUND_S = 15.0
 
@@ -83,7 +84,7 @@ def put_marker(env: dict[str, str], queue: str) -> dict[str, Any]:
                 count = conn.default_channel.queue_declare(queue=queue, passive=True)[1]
                 if count:
                     break
-                time.sleep(0.1)
+                hold(0.1)
             return {"queue": queue, "published": True, "count_before": count}
     except Exception as exc:
         return {"queue": queue, "error": f"{type(exc).__name__}: {exc}"[:300]}
@@ -116,7 +117,7 @@ def publish_probes(env: dict[str, str], queue: str, n: int, seconds: float = 0.1
                     errors.append(f"{key}: {type(exc).__name__}: {exc}"[:200])
                     if time.monotonic() > deadline:
                         break
-                    time.sleep(0.5)
+                    hold(0.5)
     finally:
         try:
             app.close()

@@ -22,6 +22,7 @@ from lab.journal import select
 from lab.scenarios.base import CellContext, Scenario
 from lab.observers.exit import exit_observation, judge_start_failure
 from lab.verdict import Outcome, Verdict
+from lab.waits import hold
 
 MEMBERS = 3
 READY_TIMEOUT = 60.0
@@ -48,7 +49,7 @@ class LifecycleSmoke(Scenario):
         chord(header, body, app=app).apply_async(queue=ctx.queue)
         first = ctx.wait_for(lambda ev: select(ev, "callback"), CALLBACK_TIMEOUT)
         obs["callback_s"] = round(time.monotonic() - sent, 3) if first else None
-        time.sleep(0.5)  # a second callback, if any, has time to show
+        hold(0.5)  # a second callback, if any, has time to show
         worker.send(signal.SIGTERM)
         obs.update(exit_observation(worker, bound=SHUTDOWN_TIMEOUT))
         events = ctx.events()

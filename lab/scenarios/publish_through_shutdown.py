@@ -38,6 +38,7 @@ from lab.observers.broker_snapshot import snapshot
 from lab.observers.exit import exit_observation, judge_start_failure
 from lab.scenarios.shutdown_semantics import ledger
 from lab.verdict import Finding, Outcome, Verdict
+from lab.waits import hold
 
 MODES = ("warm", "cold", "soft", "eviction")
 RATE_PER_S = 25.0
@@ -97,7 +98,7 @@ class PublishThroughShutdown(Scenario):
             return obs
         publisher = Publisher(ctx.client(), ctx.queue)
         publisher.start()
-        time.sleep(PRE_S)
+        hold(PRE_S)
         fault_mono = time.monotonic()
         if mode == "eviction":
             obs["eviction"] = {k: v for k, v in apply_eviction(worker, PLAN).items() if k != "plan"}
@@ -105,7 +106,7 @@ class PublishThroughShutdown(Scenario):
             worker.send(signal.SIGTERM if mode == "warm" else signal.SIGQUIT)
         obs.update(exit_observation(worker, bound=EXIT_BOUND))
         exit_mono = next((f["mono"] for f in worker.faults if f["kind"] == "exit"), None)
-        time.sleep(POST_S)
+        hold(POST_S)
         publisher.halt.set()
         publisher.join(10)
         if obs.get("orphans"):

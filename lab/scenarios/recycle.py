@@ -41,6 +41,7 @@ from lab.scenarios.base import CellContext, Scenario
 from lab.observers.exit import exit_observation, judge_start_failure
 from lab.scenarios.findings import crash_findings, exit_findings
 from lab.verdict import Finding, Outcome, Verdict
+from lab.waits import hold
 
 FLOOD = 120
 HOGS = 6
@@ -53,10 +54,10 @@ IDLE_BEFORE_FRESH_S = 1.0  # a child up this long before the fresh tasks, which 
 class Recycling(Scenario):
     name = "recycle"
 
-    def applies(self, ctx: CellContext) -> str | None:
-        Recycle(ctx.cell.mode)
-        if ctx.cell.pool not in catalog.POOLS_WITH_CHILDREN:
-            return f"the {ctx.cell.pool} pool has no child processes to recycle"
+    def not_for(self, cell) -> str | None:
+        Recycle(cell.mode)
+        if cell.pool not in catalog.POOLS_WITH_CHILDREN:
+            return f"the {cell.pool} pool has no child processes to recycle"
         return None
 
     def run(self, ctx: CellContext) -> dict[str, Any]:
@@ -85,7 +86,7 @@ class Recycling(Scenario):
                                               | {ids.get(e.get("task_id")) for e in _failed(ev)})
         ctx.wait_for(lambda ev: done(ev, keys), FLOOD_BOUND, interval=0.2)
         obs["flood_s"] = round(time.monotonic() - t0, 2)
-        time.sleep(1.5)  # the last recycle: the replacement child comes up
+        hold(1.5)  # the last recycle: the replacement child comes up
         fresh = [f"fresh-{i}" for i in range(FRESH)]
         obs["fresh_sent_mono"] = time.monotonic()
         for key in fresh:

@@ -49,6 +49,7 @@ from lab.observers.exit import exit_observation, judge_start_failure
 from lab.scenarios.shutdown_semantics import ledger
 from lab.scenarios.findings import crash_findings, exit_findings
 from lab.verdict import Finding, Outcome, Verdict
+from lab.waits import hold
 
 LONG_S = 5.0
 SHORT_S = 0.3
@@ -64,13 +65,16 @@ REVOKE_AFTER_TERM_S = 0.5
 class RemoteControl(Scenario):
     name = "remote-control"
 
+    def not_for(self, cell) -> str | None:
+        Control(cell.mode)
+        if cell.mode in ("pool-shrink", "pool-grow") and cell.pool not in catalog.POOLS_WITH_CHILDREN:
+            return f"the {cell.pool} pool has no child processes to add or remove"
+        return None
+
     def applies(self, ctx: CellContext) -> str | None:
-        Control(ctx.cell.mode)
         if not control.supported(ctx.worker_env["LAB_BROKER_URL"]):
             return ("the broker's kombu transport has no fanout exchanges: remote control (the pidbox) "
                     "does not work on it")
-        if ctx.cell.mode in ("pool-shrink", "pool-grow") and ctx.cell.pool not in catalog.POOLS_WITH_CHILDREN:
-            return f"the {ctx.cell.pool} pool has no child processes to add or remove"
         return None
 
     # -- drive ---------------------------------------------------------------
@@ -99,7 +103,7 @@ class RemoteControl(Scenario):
             for i in range(capacity):
                 send(f"run-{i}", LONG_S)
             started(capacity)
-            time.sleep(0.5)
+            hold(0.5)
             if mode == Control.SHUTDOWN:
                 obs["call"] = control.send(app, mode, worker.hostname)
                 signal_monos.append(obs["call"]["mono"])
@@ -109,14 +113,14 @@ class RemoteControl(Scenario):
                 obs["revoked_key"] = sent[queued[0]]
                 signal_monos.append(time.monotonic())
                 worker.send(signal.SIGTERM)
-                time.sleep(REVOKE_AFTER_TERM_S)  # the warm shutdown is under way: running tasks finish
+                hold(REVOKE_AFTER_TERM_S)  # the warm shutdown is under way: running tasks finish
                 obs["call"] = control.send(app, mode, worker.hostname, task_id=queued[0])
                 obs["alive_at_revoke"] = worker.is_alive()
             obs.update(exit_observation(worker, bound=EXIT_BOUND))
         elif mode == Control.REVOKE_TERMINATE:
             target = send("target", LONG_S)
             started(1)
-            time.sleep(0.5)
+            hold(0.5)
             obs["call"] = control.send(app, mode, worker.hostname, task_id=target)
             revoked = ctx.wait_for(lambda ev: select(ev, "task_revoked", task_id=target), REVOKE_WAIT_S)
             obs["revoked_event"] = revoked[0] if revoked else None
@@ -127,10 +131,10 @@ class RemoteControl(Scenario):
         else:  # pool-shrink / pool-grow
             obs["children_before"] = [c.pid for c in worker.children()]
             obs["call"] = control.send(app, mode, worker.hostname, n=1)
-            time.sleep(2.0)
+            hold(2.0)
             obs["children_at_2s"] = [c.pid for c in worker.children()]
             obs.update(self._fresh(ctx, send))
-            time.sleep(1.0)
+            hold(1.0)
             obs["children_after"] = [c.pid for c in worker.children()]
             signal_monos.append(time.monotonic())
             worker.send(signal.SIGTERM)

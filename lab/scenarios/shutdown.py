@@ -36,6 +36,7 @@ from lab.observers.exit import SHUTDOWN_MARKERS
 from lab.scenarios.shutdown_semantics import (GAP_S, LONG_S, PLANS, PREFETCH, SHORT_S,
                                               SIGNAL_AFTER_S, SOFT_TIMEOUT_S, judge, ledger)
 from lab.verdict import Outcome
+from lab.waits import hold
 
 READY_TIMEOUT = 60.0
 EXIT_BOUND = 45.0
@@ -96,18 +97,18 @@ class Shutdown(Scenario):
             sent[app.send_task("lab.sleep", args=(SHORT_S,), kwargs={"key": key}, queue=ctx.queue).id] = key
         ctx.wait_for(lambda ev: len(select(ev, "task_received")) >= capacity + PREFETCH, 2.0)
         first_start = min((e["mono"] for e in select(ctx.events(), "exec_start")), default=time.monotonic())
-        time.sleep(max(0.0, first_start + SIGNAL_AFTER_S - time.monotonic()))
+        hold(max(0.0, first_start + SIGNAL_AFTER_S - time.monotonic()))
         signal_monos = []
         for index, sig_name in enumerate(plan["signals"]):
             if index:
-                time.sleep(GAP_S)
+                hold(GAP_S)
             if not worker.is_alive():
                 break
             signal_monos.append(time.monotonic())
             worker.send(getattr(signal, sig_name))
         info = worker.wait_exit(EXIT_BOUND)
         exit_mono = time.monotonic() if info.exited else None
-        time.sleep(0.3)  # let orphaned children show
+        hold(0.3)  # let orphaned children show
         orphans = worker.tree() if info.exited else []
         text = worker.log_text()
         from lab import signatures
@@ -138,7 +139,7 @@ class Shutdown(Scenario):
                 ended = {e.get("key") for e in select(ev, "exec_end")}
                 return set(sent.values()) <= ended
             ctx.wait_for(all_ended, DRAIN_S)
-            time.sleep(0.5)  # a duplicate run, if any, has time to show
+            hold(0.5)  # a duplicate run, if any, has time to show
         drain.send(signal.SIGTERM)
         drain.wait_exit(20)
         obs["events"] = ledger(ctx.events(), sent, signal_monos, drain_mono=drain_mono, parked_ids=parked)

@@ -46,6 +46,7 @@ from lab.scenarios.race_faults import (RANDOM_WINDOW_S, SECOND_SIGNAL_DELAY_S, U
                                        Kind, Mode, chained_failures, race_matches, signal_plan, signum,
                                        wchan, worker_env)
 from lab.verdict import Outcome, Verdict
+from lab.waits import hold
 
 READY_TIMEOUT = 60.0
 TARGET_TIMEOUT = 20.0     # churn this long for the named point before calling it unreachable
@@ -62,13 +63,16 @@ class ShutdownRace(Scenario):
     def __init__(self) -> None:
         self._cell_t0: dict[str, float] = {}
 
+    def not_for(self, cell) -> str | None:
+        if Mode.parse(cell.mode).kind != Kind.RANDOM and cell.pool not in catalog.POOLS_WITH_CHILDREN:
+            return (f"{cell.mode} needs pool child processes; the {cell.pool} pool has none, "
+                    "so pool repopulation never happens (mode random runs the same flood and signals here)")
+        return None
+
     def applies(self, ctx: CellContext) -> str | None:
         mode = Mode.parse(ctx.cell.mode)
         if mode.kind == Kind.RANDOM:
             return None
-        if ctx.cell.pool not in catalog.POOLS_WITH_CHILDREN:
-            return (f"{ctx.cell.mode} needs pool child processes; the {ctx.cell.pool} pool has none, "
-                    "so pool repopulation never happens (mode random runs the same flood and signals here)")
         if mode.kind == Kind.TARGETED:
             import celery.signals
             if not hasattr(celery.signals, "worker_before_create_process"):
@@ -123,7 +127,7 @@ class ShutdownRace(Scenario):
             worker.send(signum(plan["signals"][0]))
             sent.append({"signal": plan["signals"][0], "by": "driver", "mono": time.monotonic()})
         for name, delay in zip(plan["signals"][1:], delays):
-            time.sleep(max(0.0, sent[-1]["mono"] + delay - time.monotonic()))
+            hold(max(0.0, sent[-1]["mono"] + delay - time.monotonic()))
             if worker.is_alive():
                 worker.send(signum(name))
                 sent.append({"signal": name, "by": "driver", "mono": time.monotonic()})
@@ -133,7 +137,7 @@ class ShutdownRace(Scenario):
             obs["hang_wchan"] = wchan(worker.pid)
             size = len(worker.log_text())
             worker.send(signal.SIGUSR1)
-            time.sleep(1.5)
+            hold(1.5)
             obs["hang_dump"] = worker.log_text()[size:][-6000:]
             obs["hang_tree"] = worker.tree()
         exits = [f["mono"] for f in worker.faults if f["kind"] == "exit"]
@@ -163,7 +167,7 @@ class ShutdownRace(Scenario):
                 for i in range(BATCH):  # a key per task: one false failure or duplicate is counted
                     app.send_task("lab.churn", kwargs={"key": f"churn-{sent + i}"}, queue=ctx.queue)
                 sent += BATCH
-            time.sleep(0.05)
+            hold(0.05)
 
     @staticmethod
     def _journal_evidence(obs: dict, tail: JournalTail, t_ready: float) -> None:

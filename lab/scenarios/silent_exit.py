@@ -36,16 +36,16 @@ CONFIRM_S = 2.0
 class SilentExit(Scenario):
     name = "silent-exit"
 
-    def applies(self, ctx: CellContext) -> str | None:
-        Condition(ctx.cell.mode)  # an unknown mode is a lab error, not n/a
-        return not_applicable(ctx.cell.mode, ctx.cell.broker)
+    def not_for(self, cell) -> str | None:
+        Condition(cell.mode)  # an unknown mode is a lab error, not n/a
+        return not_applicable(cell.mode, cell.broker)
 
     def run(self, ctx: CellContext) -> dict[str, Any]:
         mode = Condition(ctx.cell.mode).value
         prepared = prepare(mode, ctx.cell.broker, ctx.workdir, ctx.worker_env)
         try:
             worker = ctx.worker("worker", **prepared.overrides).start()
-            obs = watch_start(worker, START_BOUND, CONFIRM_S)
+            obs = watch_start(worker, START_BOUND, CONFIRM_S, stop_ready=False)  # the judge reads the start only
             if prepared.listener is not None:
                 obs["silent_broker"] = {"connections": len(prepared.listener.accepted),
                                         "bytes_received": prepared.listener.received}

@@ -39,6 +39,7 @@ from lab.journal import select
 from lab.scenarios.base import CellContext, Scenario
 from lab.observers.exit import judge_start_failure
 from lab.verdict import Finding, Outcome, Verdict
+from lab.waits import hold
 
 START_BOUND = 30.0
 SLOW_RATIO = 3.0
@@ -88,7 +89,7 @@ class StartLimits(Scenario):
                     out["daemonise_s"] = round(time.monotonic() - t0, 3)
                 if not detach or not worker.survivors(include_master=True):
                     break
-            time.sleep(0.05)
+            hold(0.05)
         if ready:
             out["ready_s"] = round(ready["mono"] - t0, 3)
             try:

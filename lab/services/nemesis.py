@@ -45,6 +45,7 @@ from lab.faults.broker import SENTINEL_MASTER, BrokerFault, FaultPlan
 from lab.reaper import OWNER_ENV, owner_token, owns
 from lab.services import BROKER_SERVER, URL_ENV, choose_provider, make_service
 from lab.services.base import Service, ServiceError, stop_process, wait_until
+from lab.waits import hold
 
 DEFAULT_PORTS = {6379, 26379, 5672, 15672, 25672, 4369, 5432, 3306}
 NAMESPACE = "broker_fault"
@@ -272,7 +273,7 @@ class Nemesis:
             out["fault_mono"] = time.monotonic()
             for index in range(FLAP_TIMES):
                 if index:
-                    time.sleep(FLAP_GAP_S)
+                    hold(FLAP_GAP_S)
                 self.stop()
                 self.start()
             out["back_mono"] = time.monotonic()
@@ -280,7 +281,7 @@ class Nemesis:
         elif fault is BrokerFault.BLACKHOLE:
             out["fault_mono"] = time.monotonic()
             out["paused_pids"] = self.pause()
-            time.sleep(plan.down_s)
+            hold(plan.down_s)
             self.resume()
             out["back_mono"] = time.monotonic()
         else:  # restart, outage-short, outage-long, outage-reset
@@ -293,7 +294,7 @@ class Nemesis:
                 if self.service.port in DEFAULT_PORTS:
                     raise NemesisRefused(f"refusing to listen on default port {self.service.port}")
                 resetter = ResettingListener(self.service.port)
-            time.sleep(max(0.0, plan.down_s - (stopped - out["fault_mono"])))
+            hold(max(0.0, plan.down_s - (stopped - out["fault_mono"])))
             if resetter is not None:
                 out["connections_reset"] = resetter.close()
                 self._entry("broker-reset-listener", port=self.service.port, reset=out["connections_reset"])

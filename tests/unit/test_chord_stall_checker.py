@@ -118,8 +118,8 @@ def test_start_failure_and_unapplied_fault():
 
 
 def test_child_death_needs_a_pool_with_children():
-    ctx = lambda pool, mode: SimpleNamespace(cell=SimpleNamespace(pool=pool, mode=mode))  # noqa: E731
-    assert "no pool child" in SCENARIO.applies(ctx("gevent", "child-death"))
-    assert SCENARIO.applies(ctx("prefork", "child-death")) is None
-    assert SCENARIO.applies(ctx("solo", "lost-member")) is None
-    assert SCENARIO.applies(ctx("threads", "time-limit")) is None
+    cell = lambda pool, mode: SimpleNamespace(pool=pool, mode=mode)  # noqa: E731
+    assert "no pool child" in SCENARIO.not_for(cell("gevent", "child-death"))
+    assert SCENARIO.not_for(cell("prefork", "child-death")) is None
+    assert SCENARIO.not_for(cell("solo", "lost-member")) is None
+    assert SCENARIO.not_for(cell("threads", "time-limit")) is None

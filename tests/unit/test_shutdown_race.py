@@ -268,8 +268,9 @@ def test_applies_is_na_for_pools_without_children(tmp_path):
         cell = Cell("5.6.2", pool, "redis", "redis", "shutdown-race", "quit", mode)
         return CellContext(cell=cell, attempt=1, workdir=tmp_path, queue="q", worker_env={}, profile={}, seed=1)
     assert SCENARIO.applies(ctx("threads", "random")) is None
+    assert SCENARIO.not_for(ctx("threads", "random").cell) is None
     for mode in ("targeted", "slow-start"):
-        reason = SCENARIO.applies(ctx("solo", mode))
+        reason = SCENARIO.not_for(ctx("solo", mode).cell)  # decided before provisioning
         assert reason and "the solo pool has none" in reason
 
 
