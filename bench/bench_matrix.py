@@ -4,6 +4,7 @@ Prints figures; asserts nothing (tests never assert timings).
 
     nox -s bench -- matrix --matrix default --lanes 1 auto     # the issue-15 figures
     python bench/bench_matrix.py --matrix smoke --lanes 1 2 auto
+    python bench/bench_matrix.py --analyze reports/runs/<id> [reports/runs/<id2>]  # figures of runs already made
 
 For each lanes value it plans the matrix into a fresh run dir under
 --reports (default: a temp dir) and runs it with `lab run-sets --lanes L`
@@ -11,9 +12,13 @@ For each lanes value it plans the matrix into a fresh run dir under
 
   - wall time (seconds) and the host's load average at the end;
   - overhead ratio = sum of cell durations / sum of inherent waits, where a
-    cell's inherent wait is what its scenario must wait by design (its
-    `inherent_s` metric when the judge records one, else the catalog
-    estimate) — above 1.0 is the lab's own cost;
+    cell's inherent wait is what its scenario waited on the worker and broker
+    by design (its `inherent_s` metric, booked by lab/waits.py: designed holds
+    and bounded waits for observed events) — above 1.0 is the lab's own cost
+    (interpreters, imports, provisioning, confirmation, teardown). It is
+    printed twice: strict, and with the workers' own start-to-ready (Celery's
+    start-up, mingle's 1 s included) counted as needed; n/a cells (no wait by
+    design) are left out of both;
   - speed-up against the first lanes value, and whether every deterministic
     cell's verdict set (lab.verdict.Outcome.finding_keys) equals that run's;
   - the balance of `lab plan --shards N` for N = 2, 4, 8 (largest / mean).
@@ -54,12 +59,51 @@ def run(matrix: str, lanes: str, reports: Path) -> tuple[Path, float]:
     return run_dir, time.monotonic() - began
 
 
+def figures(records: list, wall: float | None = None) -> str:
+    """One line of figures for a run's records (wall in s when known, else first start to last end)."""
+    ran = [r for r in records if r.outcome.metrics.get("waits") and r.outcome.verdict.value != "n/a"]
+    busy = sum(r.duration_s for r in ran)
+    inherent = sum(float(r.outcome.metrics["waits"].get("inherent") or 0) for r in ran)
+    start = sum(float(r.outcome.metrics["waits"].get("start") or 0) for r in ran)
+    cpu = sum(sum((r.outcome.metrics.get("cpu_s") or {}).values()) for r in ran)
+    if wall is None and records:
+        wall = max(r.started_at + r.duration_s for r in records) - min(r.started_at for r in records)
+    lanes = [((r.environment or {}).get("lanes") or {}).get("running") for r in records]
+    lanes = sorted(x for x in lanes if x)
+    return (f"wall {wall:.0f}s, {len(records)} cells ({len(ran)} with waits booked), cell time {busy:.0f}s, "
+            f"overhead ratio {busy / inherent if inherent else float('nan'):.2f} strict, "
+            f"{busy / (inherent + start) if inherent + start else float('nan'):.2f} with the workers' start-to-ready "
+            f"({start:.0f}s), CPU {cpu:.0f}s in the cells"
+            + (f", lanes in use at admission median {lanes[len(lanes) // 2]} max {lanes[-1]}" if lanes else ""))
+
+
+def analyze(run_dirs: list[Path]) -> None:
+    first: dict[str, frozenset] | None = None
+    for run_dir in run_dirs:
+        records = list(read_records([run_dir]))
+        print(f"{run_dir}: {figures(records)}")
+        keys = {r.cell_id: r.outcome.finding_keys() | {r.outcome.verdict.value} for r in records}
+        if first is None:
+            first = keys
+            continue
+        differ = sorted(c for c in keys if c in first and keys[c] != first[c])
+        real = [c for c in differ if not c.startswith(TIMING)]
+        print(f"  vs {run_dirs[0]}: {len(real)} deterministic cell(s) differ"
+              + (": " + ", ".join(real) if real else "")
+              + (f"; {len(differ) - len(real)} timing-sensitive differ" if len(differ) > len(real) else ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--matrix", default="smoke")
     parser.add_argument("--lanes", nargs="+", default=["1", "auto"])
     parser.add_argument("--reports", type=Path, default=None)
+    parser.add_argument("--analyze", nargs="+", type=Path, default=None,
+                        help="print the figures of existing run dirs (the first is the baseline) and run nothing")
     args = parser.parse_args()
+    if args.analyze:
+        analyze(args.analyze)
+        return
     reports = args.reports or Path(tempfile.mkdtemp(prefix="lab-bench-matrix-"))
     cells = load_matrix(args.matrix).cells()
     print(f"matrix {args.matrix}: {len(cells)} cells, estimated work {sum(map(cell_estimate, cells)):.0f}s; "
@@ -71,11 +115,8 @@ def main() -> None:
     for lanes in args.lanes:
         run_dir, wall = run(args.matrix, lanes, reports)
         records = list(read_records([run_dir]))
-        busy = sum(r.duration_s for r in records)
-        inherent = sum(float(r.outcome.metrics.get("inherent_s") or cell_estimate_of(r)) for r in records)
         keys = {r.cell_id: r.outcome.finding_keys() | {r.outcome.verdict.value} for r in records}
-        line = (f"lanes {lanes}: wall {wall:.0f}s, {len(records)} cells, cell time {busy:.0f}s, "
-                f"overhead ratio {busy / inherent:.2f}, load at end {os.getloadavg()[0]:.2f}")
+        line = f"lanes {lanes}: {figures(records, wall)}, load at end {os.getloadavg()[0]:.2f}"
         if first is None:
             first, first_wall = keys, wall
         else:
@@ -86,11 +127,6 @@ def main() -> None:
                      + (f" ({len(differ) - len(real)} timing-sensitive differ)" if len(differ) > len(real) else ""))
         print(line, flush=True)
     print(f"run dirs under {reports}")
-
-
-def cell_estimate_of(record) -> float:
-    from lab.matrix import Cell
-    return cell_estimate(Cell.from_dict(record.cell))
 
 
 if __name__ == "__main__":

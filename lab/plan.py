@@ -39,7 +39,7 @@ def cell_estimate(cell: Cell) -> float:
     or NA_ESTIMATE_S where the scenario rules the cell out from the cell alone."""
     if _static_na(cell.scenario, cell.pool, cell.broker, cell.mode):
         return NA_ESTIMATE_S
-    return catalog.SCENARIOS[cell.scenario].estimate(cell.mode) * cell.repeats
+    return catalog.SCENARIOS[cell.scenario].estimate(cell.mode, cell.broker) * cell.repeats
 
 
 @functools.lru_cache(maxsize=None)
@@ -52,7 +52,7 @@ def _static_na(scenario: str, pool: str, broker: str, mode: str) -> bool:
         return False
 
 
-AUTO_LANES_SPEEDUP = 2.5  # `lanes = "auto"` over 1 lane on 2 cores: 2.75x on the smoke matrix (bench/bench_matrix.py)
+AUTO_LANES_SPEEDUP = 4.5  # `lanes = "auto"` on 2 cores: 4642 s of cells in 963 s of wall (run 20261202-005733, up to 6 lanes)
 
 
 def estimate_seconds(cells: list[Cell], lanes: int | str, versions: int) -> float:

@@ -95,6 +95,14 @@ def static_na(cell: Cell) -> str | None:
         return None
 
 
+def owns_broker(cell: Cell) -> bool:
+    from lab import scenarios
+    try:
+        return bool(scenarios.get(cell.scenario).owns_broker)
+    except KeyError:
+        return False
+
+
 def recorded(run_dir: Path, cell_id: str, since: float = 0.0) -> ResultRecord | None:
     """The record the cell process wrote (cells/<id>/record.json), if written after `since`
     (epoch seconds): one small file per cell, so bookkeeping stays O(1) per cell."""
@@ -122,7 +130,8 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str,
         append_record(run_dir, record)
         return record
     try:
-        services = hub.for_cell(cell.broker, cell.backend, cell_dir / "services", namespace)
+        services = hub.for_cell(cell.broker, cell.backend, cell_dir / "services", namespace,
+                                provide_broker=not owns_broker(cell))
     except (ServiceError, OSError) as exc:
         record = error_record(plan, cell, f"broker/backend could not be provided: {exc}"[:300],
                               {"service_error": str(exc)}, started, Verdict.SETUP_FAILED,

@@ -114,6 +114,7 @@ class CellContext:
 
 class Scenario:
     name = ""
+    owns_broker = False  # True: run() starts the cell's broker itself; the runner provides none
 
     def not_for(self, cell: Cell) -> str | None:
         """None, or why the cell is n/a, from the cell alone (pool, broker, mode): no Celery

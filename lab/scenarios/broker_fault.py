@@ -47,6 +47,7 @@ def _error_lines(text: str) -> list[str]:
 
 class BrokerFaultScenario(Scenario):
     name = "broker-fault"
+    owns_broker = True  # lab.services.nemesis starts a server of the cell's own to stop and cut
 
     def not_for(self, cell) -> str | None:
         from lab.services.nemesis import unavailable_reason

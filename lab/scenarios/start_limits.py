@@ -42,6 +42,7 @@ from lab.verdict import Finding, Outcome, Verdict
 from lab.waits import hold
 
 START_BOUND = 30.0
+GONE_S = 1.0  # +detach: no process of the worker seen for this long = the daemon is gone
 SLOW_RATIO = 3.0
 SLOW_EXTRA_S = 1.0
 MAX_OPEN = re.compile(r"^Max open files\s+(\d+)", re.M)
@@ -78,7 +79,7 @@ class StartLimits(Scenario):
                  f"--pidfile={ctx.workdir / (name + '.pid')}"] if detach else [])
         worker = ctx.worker(name, wrapper=wrapper, extra_args=args).start()
         t0, out = worker.started_mono, {"ready_s": None, "daemonise_s": None}
-        ready = None
+        ready, gone_since = None, None
         while time.monotonic() - t0 < START_BOUND:
             found = [e for e in select(worker.events(), "worker_ready") if e.get("worker_id") == worker.worker_id]
             if found:
@@ -87,7 +88,15 @@ class StartLimits(Scenario):
             if not worker.is_alive():
                 if detach and out["daemonise_s"] is None:
                     out["daemonise_s"] = round(time.monotonic() - t0, 3)
-                if not detach or not worker.survivors(include_master=True):
+                if not detach:
+                    break
+                # the daemon forks twice: one scan can fall between a parent's exit and its child
+                # showing, so it is gone only when no process of it is seen for GONE_S
+                if worker.survivors(include_master=True):
+                    gone_since = None
+                elif gone_since is None:
+                    gone_since = time.monotonic()
+                elif time.monotonic() - gone_since >= GONE_S:
                     break
             hold(0.05)
         if ready:

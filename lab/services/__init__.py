@@ -38,6 +38,32 @@ class CellServices:
         return {"broker": self.broker.describe(), "backend": self.backend.describe()}
 
 
+# A URL per broker kind that names the transport but no server (port 1 refuses at once): what a
+# cell whose scenario starts its own broker (Scenario.owns_broker) gets before it does.
+PLACEHOLDER_URL = {"redis": "redis://127.0.0.1:1/0", "amqp": "amqp://guest:guest@127.0.0.1:1//",
+                   "sql": "sqla+sqlite:///placeholder.db",
+                   "sql-postgres": "sqla+postgresql+psycopg2://lab@127.0.0.1:1/placeholder"}
+
+
+class ScenarioBroker(Service):
+    """The broker of a scenario that starts its own (broker-fault's nemesis): the hub provides
+    nothing, so no server or vhost is made only to go unused."""
+
+    def __init__(self, broker: str):
+        super().__init__(kind=BROKER_SERVER[broker], provider="scenario")
+        self.url = PLACEHOLDER_URL[broker]
+        self.notes.append("started by the scenario itself (see the cell's broker-fault record)")
+
+    def start(self) -> "ScenarioBroker":
+        return self
+
+    def stop(self) -> None:
+        pass
+
+    def url_for(self, namespace: str, role: str = "broker") -> str:
+        return self.url
+
+
 class UrlService(Service):
     """A server the user started: the lab neither starts nor stops it."""
 
@@ -147,9 +173,13 @@ class ServiceHub:
             cache[kind] = self._start(kind, cell_dir / kind)
         return cache[kind]
 
-    def for_cell(self, broker: str, backend: str, cell_dir: Path, namespace: str) -> CellServices:
+    def for_cell(self, broker: str, backend: str, cell_dir: Path, namespace: str,
+                 provide_broker: bool = True) -> CellServices:
+        """The cell's services; with provide_broker=False (the scenario starts its own broker)
+        only the result backend, and a placeholder broker URL of the right transport."""
         cache: dict[str, Service] = {}
-        broker_service = self._service(BROKER_SERVER[broker], cell_dir, cache)
+        broker_service = (self._service(BROKER_SERVER[broker], cell_dir, cache) if provide_broker
+                          else ScenarioBroker(broker))
         backend_service = self._service(BACKEND_SERVER[backend], cell_dir, cache)
         for service in {id(s): s for s in (broker_service, backend_service)}.values():
             service.prepare(namespace)
@@ -159,7 +189,7 @@ class ServiceHub:
 
     def release(self, services: CellServices) -> None:
         """Stop the per-cell instances of a finished cell (shared ones stay)."""
-        for service in (services.broker, services.backend):
+        for service in {id(s): s for s in (services.broker, services.backend)}.values():
             if service not in self._shared.values():
                 service.stop()
 

@@ -13,6 +13,7 @@ them dies (lab.lifetime; the owner sweep catches what that cannot reach).
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import time
@@ -60,7 +61,30 @@ class Service:
                 "version": self.version, "log": str(self.log_path or ""), "notes": self.notes}
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` that is free now, below the kernel's ephemeral range when it can
+    be: a port from that range (bind to 0) can be taken between this call and the server's
+    bind by any outgoing connection on the host — with several lanes of clients, that
+    happened (RabbitMQ's `eaddrinuse`, issue 15) — and again while a broker is restarted on
+    its port. Falls back to a kernel-chosen port."""
+    low, _ = _ephemeral_range()
+    rng = random.Random()
+    for _ in range(64):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]

@@ -74,3 +74,22 @@ def test_install_failure_becomes_setup_failed_records(tmp_path):
     assert records[0].outcome.signature == "setup:install"
     assert "No matching distribution" in records[0].outcome.evidence["install_log"]
     assert record_install_failure(run_dir, "5.6.2", "again") == 0  # idempotent
+
+
+def test_journal_is_read_incrementally_and_survives_replacement(tmp_path):
+    path = tmp_path / "j.jsonl"
+    write_event("a", path)
+    assert [e["event"] for e in read_journal(path)] == ["a"]
+    with open(path, "a") as fh:
+        fh.write('{"event": "b", "mono": 1')  # not ended yet: left for the next read
+    assert [e["event"] for e in read_journal(path)] == ["a"]
+    with open(path, "a") as fh:
+        fh.write(', "wall": 1}\n')
+    assert [e["event"] for e in read_journal(path)] == ["a", "b"]
+    first = read_journal(path)
+    first.append({"event": "mine"})  # a caller's list is its own
+    assert [e["event"] for e in read_journal(path)] == ["a", "b"]
+    path.unlink()
+    assert read_journal(path) == []
+    write_event("c", path)  # a new file at the same path is read from its start
+    assert [e["event"] for e in read_journal(path)] == ["c"]
