@@ -42,6 +42,7 @@ from lab.results import RECORD_FILE, ResultRecord, append_record, read_records
 from lab.services import ServiceHub
 from lab.services.base import ServiceError
 from lab.verdict import Outcome, Verdict
+from lab.cellservers import CellServers
 from lab.watchdog import Watchdog
 
 CELL_SLACK_S = 120.0
@@ -65,6 +66,7 @@ class _Lanes:
 
 
 LANES = _Lanes()
+SERVERS: CellServers | None = None  # one fork server per set interpreter while a schedule runs
 
 
 def namespace_for(cell: Cell, run_id: str, generation: int = 1) -> str:
@@ -161,10 +163,13 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str,
     out_path = cell_dir / "cellrun.log"
     proc = None
     try:
-        with open(out_path, "wb") as out:
-            # SIGKILL with the runner: a cell whose runner is gone never appends a record
-            proc = popen([python, "-m", "lab.cellrun", str(spec_path)], signal.SIGKILL,
-                         stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        server = SERVERS.get(python, env) if SERVERS is not None else None
+        if server is not None:  # forked from the set's cell server (lab.cellserver)
+            proc = server.launch(spec_path, out_path, cell_token)
+        with open(out_path, "ab" if proc is not None else "wb") as out:
+            if proc is None:  # SIGKILL with the runner: a cell whose runner is gone never appends a record
+                proc = popen([python, "-m", "lab.cellrun", str(spec_path)], signal.SIGKILL,
+                             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
             with LANES.lock:
                 LANES.active.add(proc)
             try:
@@ -262,6 +267,10 @@ def _run_claimed(run_dir: Path, plan: dict, celery: str | None, only: list[str] 
         hub = ServiceHub(tmp)
         reaper.add("stop services", hub.close)
         reaper.add("sweep run processes", lambda: kill_owned(token))
+        global SERVERS
+        SERVERS = CellServers(tmp) if os.environ.get("LAB_CELL_SERVER", "1") != "0" else None
+        if SERVERS is not None:
+            reaper.add("stop cell servers", SERVERS.close)
 
         def lane(cell: Cell) -> ResultRecord:
             with gate.admit():

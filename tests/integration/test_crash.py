@@ -58,7 +58,8 @@ def mid_cell(running: list[str], run_dir, pool: str, broker: str) -> bool:
         state = list((run_dir / "cells").glob("*/services/sqlite/*-broker.sqlite"))
     else:
         state = [n for n in running if "redis-server" in n]
-    return any("lab.cellrun" in n for n in running) and workers >= (3 if pool == "prefork" else 1) and state
+    cell = any("lab.cellrun" in n or "lab.cellserver" in n for n in running)  # forked: the server's argv
+    return cell and workers >= (3 if pool == "prefork" else 1) and state
 
 
 # prefork/redis: pool children and a redis-server to outlive the runner; eventlet/sql: the cell
