@@ -4,7 +4,7 @@ Contract. `LaneGate(limit, auto)` is entered by a lane thread before it starts
 a cell (`with gate.admit(): ...`). With a fixed limit it is a semaphore. With
 `auto`, up to `limit` cells (default 2 × cores) may run, but a new cell is
 admitted only while the host's CPU utilisation, sampled every 0.5 s by
-psutil over the last ~2 s, is under `busy` (default 0.6, a fraction of all
+psutil over the last ~2 s, is under `busy` (default 0.7, a fraction of all
 cores) — and always when nothing runs, so the run progresses. Cells are
 mostly waiting (timeouts, sleeps, a broker's restore cadence), so more lanes
 than cores cost nothing until the CPU is busy; timing-sensitive cells then
@@ -30,7 +30,7 @@ WINDOW = 4  # samples: ~2 s
 
 
 class LaneGate:
-    def __init__(self, limit: int | None = None, auto: bool = False, busy: float = 0.6,
+    def __init__(self, limit: int | None = None, auto: bool = False, busy: float = 0.7,
                  max_wait_s: float = 30.0) -> None:
         cores = os.cpu_count() or 1
         self.auto = auto

@@ -73,3 +73,4 @@ def test_runner_records_static_na_without_provisioning(tmp_path):
     assert record.outcome.verdict.value == "n/a" and "no child processes" in record.outcome.summary
     assert record.environment["decided"].startswith("before provisioning")
     assert (tmp_path / "results.jsonl").exists()
+
