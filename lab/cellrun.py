@@ -12,6 +12,7 @@ reason. Workers are torn down after every attempt, also on Ctrl-C.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -177,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = argv if argv is not None else sys.argv[1:]
     spec = json.loads(Path(argv[0]).read_text())
     REAPER.install()  # SIGTERM/SIGHUP from the runner unwind through teardown
+    # The lab's client holds Celery AsyncResults; a cyclic collection that finalises one inside a
+    # redis-py call re-enters PubSub._lock and hangs the client for good (celery#10477, fixed by
+    # celery PR #10497; seen here on 5.3.6: a chord-stall cell's client stuck in unsubscribe). A cell
+    # process is short-lived, so it simply never collects cycles; refcounting still frees the rest.
+    gc.disable()
     record = run_cell(spec)
     append_record(Path(spec["run_dir"]), record)
     # the runner reads this one file back (O(1) per cell), never the whole results.jsonl

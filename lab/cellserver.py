@@ -20,6 +20,7 @@ production starts it. LAB_CELL_SERVER=0 goes back to one interpreter per cell.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import random
@@ -87,6 +88,7 @@ def _status(raw: int) -> int:
 
 def serve() -> int:
     failed = preload()
+    gc.freeze()  # what the server imported is never scanned again, in it or in a forked cell
     out = sys.stdout
     out.write(json.dumps({"ready": True, "preload_failed": failed}) + "\n")
     out.flush()

@@ -49,6 +49,16 @@ KNOWN = [
     Signature("shm-read-only",
               "prefork cannot create semaphores: /dev/shm is read-only",
               r"OSError\(30, 'Read-only file system'\)|\[Errno 30\] Read-only file system", exc_type="OSError"),
+    Signature("gevent-concurrent-socket-use",
+              "gevent: two greenlets used one broker socket (ConcurrentObjectUseError); the one that lost died",
+              r"ConcurrentObjectUseError: This socket is already used by another greenlet",
+              "https://github.com/celery/kombu/issues/2463", exc_type="ConcurrentObjectUseError",
+              note=("Seen by the lab after a RabbitMQ restart under the gevent pool: a task greenlet's "
+                    "early ack runs Consumer._restore_prefetch_count_after_connection_restart "
+                    "(celery/worker/consumer/consumer.py), whose basic_qos reads the socket the consumer "
+                    "greenlet is already reading; that task's greenlet dies and the task never runs. "
+                    "kombu#2463 / PR #2478 cover the same error at connection close only; the same "
+                    "traceback is in pytest-celery PR #400's log (2024).")),
     Signature("worker-lost-error",
               "WorkerLostError: a pool child exited prematurely",
               r"WorkerLostError\(|billiard\.exceptions\.WorkerLostError", severity="evidence",
