@@ -2,7 +2,7 @@
 
 Contract. `LaneGate(limit, auto)` is entered by a lane thread before it starts
 a cell (`with gate.admit(): ...`). With a fixed limit it is a semaphore. With
-`auto`, up to `limit` cells (default 4 × cores) may run, but a new cell is
+`auto`, up to `limit` cells (default 3 × cores) may run, but a new cell is
 admitted only while the host's CPU utilisation, sampled every 0.5 s by
 psutil over the last ~2 s, is under `busy` (default 0.7, a fraction of all
 cores), and no sooner than RAMP_S after the previous admission (so the
@@ -27,13 +27,13 @@ from typing import Iterator
 
 import psutil
 
-AUTO_LANES_PER_CORE = 4  # the most `auto` admits (8 on 2 cores); the CPU test below decides how many run
+AUTO_LANES_PER_CORE = 3  # the most `auto` admits (6 on 2 cores; 8 with a 2 s ramp measured slower: 951 s vs 823 s)
 SAMPLE_S = 0.5
 WINDOW = 4  # samples: ~2 s
 # After an admission the next waits until the load window has seen the new cell: lanes admitted in
 # one dip all start their interpreters and servers at once (measured: 8 RabbitMQ broker-fault cells
 # admitted together drove the load average to 20 on 2 cores and a 28 s cell to 105 s).
-RAMP_S = WINDOW * SAMPLE_S
+RAMP_S = 2 * SAMPLE_S  # two fresh samples; the whole 2 s window throttled short cells (run 20261202-021059)
 
 
 class LaneGate:

@@ -14,9 +14,9 @@ def gate_with_load(load: float, **kwargs) -> LaneGate:
     return gate
 
 
-def test_auto_limit_is_four_per_core_and_the_first_cell_always_starts():
+def test_auto_limit_is_per_core_and_the_first_cell_always_starts():
     gate = gate_with_load(1.0)
-    assert gate.limit == 4 * (os.cpu_count() or 1)
+    assert gate.limit == lanes.AUTO_LANES_PER_CORE * (os.cpu_count() or 1)
     assert gate._may_start(0.0)  # nothing runs: always
 
 
