@@ -94,14 +94,14 @@ def matrix(session: nox.Session) -> None:
 @nox.session
 def cells(session: nox.Session) -> None:
     """Run a plan's cells, one uv venv per exact dependency set (-- --run-dir D | --matrix M, --set, --only)."""
-    _install_lab(session)
+    _install_lab(session, "[containers]")  # the runner provisions: testcontainers when a Docker engine answers
     session.install(UV)
     session.run("lab", "run-sets", "--reports", str(REPORTS), "--die-with-parent", *session.posargs)
 
 
 def _set_session(key: str):
     def run_set(session: nox.Session) -> None:
-        _install_lab(session)
+        _install_lab(session, "[containers]")
         session.install(UV)
         session.run("lab", "run-sets", "--reports", str(REPORTS), "--die-with-parent", "--set", key, *session.posargs)
 

@@ -1,4 +1,5 @@
-"""One cell, in a process of its own: `python -m lab.cellrun <spec.json>`.
+"""One cell, in a process of its own: `python -m lab.cellrun <spec.json>`, or forked by the set's
+cell server (lab.cellserver), which calls `main([spec])` the same way.
 
 Contract: reads a CellSpec written by the runner (cell, service URLs,
 profile, paths), runs the scenario's attempts — each with a fresh worker,
@@ -7,7 +8,10 @@ one ResultRecord to the run's results.jsonl. A scenario or checker that
 raises yields verdict `error` with the traceback (the lab failed, not
 Celery); an ImportError from outside the lab (a transport's dependency)
 yields `setup-failed`: the scenario never ran. A host that cannot run the configuration yields `n/a` with the
-reason. Workers are torn down after every attempt, also on Ctrl-C.
+reason. Workers are torn down after every attempt, also on Ctrl-C. Every
+record carries `metrics.waits`/`inherent_s` (lab.waits) and `cpu_s`; the
+transport probe runs once per set and URL schemes (`cached_probe`); the
+process never collects reference cycles (celery#10477, see `main`).
 """
 
 from __future__ import annotations

@@ -8,8 +8,10 @@ its own, dies with the server (PR_SET_PDEATHSIG SIGKILL; the server dies
 with the runner the same way), writes stdout/stderr to `log`, takes `token`
 as its LAB_OWNER (so the workers it starts carry the cell's token), reseeds
 `random`, and runs `lab.cellrun.main([spec])`. The server answers
-{"pid": N} at once and {"pid": N, "status": S} when it reaps the child (S as
-Popen.returncode: negative for a signal). No threads exist before a fork.
+{"pid": N, "id": <the request's id>} at once and {"pid": N, "status": S}
+when it reaps the child (S as Popen.returncode: negative for a signal). No
+threads exist before a fork; the cell process never collects cycles
+(lab.cellrun.main) and the server's imports are gc.freeze()d.
 
 Why: a cell process used to start a fresh interpreter and import Celery,
 kombu and its transport (~0.6-0.9 CPU-s a cell; run 20261202-005733: 304 of

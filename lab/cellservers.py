@@ -1,14 +1,19 @@
 """The runner's side of lab.cellserver: one fork server per set interpreter, cells as handles.
 
 Contract. `CellServers(tmp).get(python, env)` returns the running server for
-that interpreter (started on first use with `env`, the cell environment
-minus the cell's own owner token), or None when one cannot be started —
-the caller then starts `python -m lab.cellrun` itself, as before.
+that interpreter (started on first use with `env`, the first cell's
+environment with the runner's owner token in place of the cell's; later
+calls reuse it), or None when one cannot be started — the caller then
+starts `python -m lab.cellrun` itself, as before.
 `server.launch(spec, log, token)` forks one cell process and returns a
 `ForkedCell`, a Popen-like handle (pid, poll, wait(timeout) raising
 subprocess.TimeoutExpired, terminate, kill, returncode) or None when the
-server is gone. `close()` stops every server (its children die with it:
-PR_SET_PDEATHSIG). Waits are bounded: a server has 30 s to import.
+server is gone or did not answer that request (matched by its id) within
+LAUNCH_S: the server is then killed, with any child it forked, so the
+caller's fallback process never runs beside a late fork. `close()` stops
+every server (its children die with it: PR_SET_PDEATHSIG) and returns no
+errors ([]; the Reaper's cleanup shape). Bounds: READY_S to import,
+LAUNCH_S to answer a launch.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from pathlib import Path
 
 from lab.lifetime import popen
 
-READY_S = 30.0
+READY_S = 30.0   # s for a server to import and say it is ready
+LAUNCH_S = 10.0  # s for a server to answer a launch with the child's pid
 
 
 class ForkedCell:
@@ -66,6 +72,7 @@ class CellServer:
         self.cells: dict[int, ForkedCell] = {}
         self.early: dict[int, int] = {}  # statuses that arrived before their launch reply was read
         self.launched: queue.Queue = queue.Queue()
+        self.requests = 0
         self.lock = threading.Lock()
         self.ready = queue.Queue()
         threading.Thread(target=self._read, name="cell-server", daemon=True).start()
@@ -91,12 +98,12 @@ class CellServer:
                 if cell is not None:
                     cell._finish(msg["status"])
             elif "pid" in msg:
-                self.launched.put(msg["pid"])
+                self.launched.put((msg.get("id"), msg["pid"]))
         with self.lock:  # the server is gone: so are its children (parent-death signal)
             cells, self.cells = list(self.cells.values()), {}
         for cell in cells:
             cell._finish(-signal.SIGKILL)
-        self.launched.put(None)
+        self.launched.put((None, None))
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -105,17 +112,22 @@ class CellServer:
         if not self.alive():
             return None
         with self.lock:  # one request and its pid reply at a time
+            self.requests += 1
+            ident = self.requests
             try:
-                self.proc.stdin.write((json.dumps({"spec": str(spec), "log": str(log), "token": token})
-                                       + "\n").encode())
+                self.proc.stdin.write((json.dumps({"spec": str(spec), "log": str(log), "token": token,
+                                                   "id": ident}) + "\n").encode())
                 self.proc.stdin.flush()
             except (BrokenPipeError, OSError, ValueError):
                 return None
             try:
-                pid = self.launched.get(timeout=10)
+                got, pid = self.launched.get(timeout=LAUNCH_S)
             except queue.Empty:
-                return None
-            if pid is None:
+                got, pid = None, None
+            if pid is None or got != ident:
+                # no reply in time (or out of order): the server is not to be trusted with this cell
+                # or the next; stopping it takes any child it forked with it (parent-death signal)
+                self.proc.kill()
                 return None
             cell = ForkedCell(pid)
             if pid in self.early:

@@ -10,11 +10,12 @@ load has seen it) — and always when nothing runs, so the run progresses. Cells
 mostly waiting (timeouts, sleeps, a broker's restore cadence), so more lanes
 than cores cost nothing until the CPU is busy; timing-sensitive cells then
 keep the CPU they need. Every admission is recorded (`gate.history`: lanes
-in use and the load seen) so a run's record says what it ran under. Waits
-are bounded: after `max_wait_s` (30 s) a cell is admitted whatever the load
-while fewer cells than cores run (so a host busy with other work still
-progresses one lane per core). The basis, and the verdicts compared with
-1 lane: bench/bench_matrix.py.
+in use and the load seen) so a run's record says what it ran under. After
+`max_wait_s` (30 s) a cell is admitted whatever the load and the ramp while
+fewer cells than cores run, so a host busy with other work still progresses
+one lane per core; beyond that a lane waits for a running cell to end, and
+every cell ends within its own bound (lab.runner). A fixed `limit` defaults
+to 2. The basis, and the verdicts compared with 1 lane: bench/bench_matrix.py.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ from typing import Iterator
 
 import psutil
 
-AUTO_LANES_PER_CORE = 3  # the most `auto` admits (6 on 2 cores; 8 with a 2 s ramp measured slower: 951 s vs 823 s)
+AUTO_LANES_PER_CORE = 3  # the most `auto` admits: 6 on 2 cores (run 20261202-014142: 6 lanes were in use at most
+# admissions and the CPU at 72 %; 8 lanes admitted in one dip overloaded the host, see RAMP_S)
 SAMPLE_S = 0.5
 WINDOW = 4  # samples: ~2 s
 # After an admission the next waits until the load window has seen the new cell: lanes admitted in
 # one dip all start their interpreters and servers at once (measured: 8 RabbitMQ broker-fault cells
 # admitted together drove the load average to 20 on 2 cores and a 28 s cell to 105 s).
-RAMP_S = 2 * SAMPLE_S  # two fresh samples; the whole 2 s window throttled short cells (run 20261202-021059)
+RAMP_S = 2 * SAMPLE_S  # two fresh samples (the whole 2 s window, with 8 lanes, ran 951 s against 823 s: not apart)
 
 
 class LaneGate:

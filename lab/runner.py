@@ -134,8 +134,8 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str,
     try:
         services = hub.for_cell(cell.broker, cell.backend, cell_dir / "services", namespace,
                                 provide_broker=not owns_broker(cell))
-    except (ServiceError, OSError) as exc:
-        record = error_record(plan, cell, f"broker/backend could not be provided: {exc}"[:300],
+    except (ServiceError, OSError, ImportError) as exc:  # ImportError: e.g. testcontainers not installed
+        record = error_record(plan, cell, f"broker/backend could not be provided: {exc!r}"[:300],
                               {"service_error": str(exc)}, started, Verdict.SETUP_FAILED,
                               "setup:provision")
         append_record(run_dir, record)

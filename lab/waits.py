@@ -10,13 +10,17 @@ start-to-ready (`WorkerController.wait_ready`, kind "start"). Only the
 outermost wait of the main thread counts, so nested waits and a nemesis
 thread's sleeps are never counted twice.
 
-`WAITS.summary()` gives seconds per kind; `lab.cellrun` stores it in every
-record as `metrics.waits` and `metrics.inherent_s` (the designed and
-observed waits: what the scenario must wait by design). Everything else in
-the cell's duration — interpreters and imports, broker provisioning, the
-post-ready confirmation, teardown, judging — is the lab's overhead;
-bench/bench_matrix.py prints the ratio cell time / inherent waits, with the
-worker's start-to-ready counted on either side.
+A wait inside another is booked as the outer one's kind: a start that is
+itself observed (silent-exit's start watcher) counts as `observe`.
+`WAITS.summary()` gives seconds per kind; `lab.cellrun` stores it in the
+record of every cell that ran as `outcome.metrics.waits` and
+`outcome.metrics.inherent_s` (the designed and observed waits: what the
+scenario must wait by design); cells decided before provisioning, and
+setup-failed/error records, carry none. Everything else in the cell's
+duration — interpreters and imports, broker provisioning, `confirm`
+(WorkerController.wait_ready's confirm_s), teardown, judging — is the lab's
+overhead. bench/bench_matrix.py prints the ratio cell time / inherent waits
+twice: with the workers' `start` counted as overhead (strict) and as needed.
 """
 
 from __future__ import annotations

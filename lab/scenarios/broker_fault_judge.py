@@ -131,6 +131,11 @@ def judge(obs: dict[str, Any]) -> Outcome:
         else:
             add(Verdict.INCOMPLETE, "probes-incomplete", f"{len(done)} of {len(probes)} probes completed "
                 f"within {PROBE_BOUND_S:g}s (started: {_fmt(started)})")
+        # a known defect in the log after the fault explains the missing work (e.g. gevent's
+        # ConcurrentObjectUseError killing a task's greenlet): a crash finding of its own, headlined
+        for match in [m for m in log.get("signatures") or [] if m.get("severity") == "bug" and m.get("known")][:1]:
+            add(Verdict.BUG, match["name"], f"{match['title']}, in the log after the fault; "
+                f"{len(done)} of {len(probes)} probes completed", {"traceback": match["excerpt"]}, crash=True)
     led = inflight_ledger(obs)
     survived = data_survived(obs)
     if led["lost"]:

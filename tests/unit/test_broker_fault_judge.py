@@ -194,3 +194,12 @@ def test_recorded_catatonic_worker_after_a_flapping_redis():
     assert out.metrics["probes_completed"] == "0/3" and out.metrics["worker_alive"] is True
     assert "last_log_lines" in out.findings[0].evidence and "inspect" in out.findings[0].evidence
     assert "last_log_lines:catatonic-after-broker-fault" in out.evidence  # Outcome.of folds it in
+
+
+def test_a_known_crash_in_the_log_heads_missing_probes():
+    """Recorded: 5.6.3, gevent, RabbitMQ restarted while idle; one probe's greenlet died of
+    gevent's ConcurrentObjectUseError (reference run 20261202-022732, 1 of 3 attempts)."""
+    outcome = judge(recorded("restart-idle-gevent-amqp-celery563-concurrent-socket"))
+    assert outcome.verdict == Verdict.BUG and outcome.signature == "gevent-concurrent-socket-use"
+    assert {f.signature for f in outcome.findings} >= {"gevent-concurrent-socket-use", "probes-incomplete"}
+    assert "ConcurrentObjectUseError" in outcome.evidence["traceback:gevent-concurrent-socket-use"]
