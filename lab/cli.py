@@ -63,7 +63,8 @@ def validate(matrix: str, over_budget: bool) -> None:
 @click.option("--celery", "only_celery", multiple=True, help="Restrict to these Celery versions.")
 @click.option("--over-budget", is_flag=True, help="Plan even when the estimate exceeds budget_minutes.")
 @click.option("--shards", type=int, default=None,
-              help="Print N balanced shards as a GitHub Actions strategy.matrix (JSON); no run dir.")
+              help="Print N balanced shards as a GitHub Actions strategy.matrix (JSON; `estimate_min` is a "
+                   "shard's one-lane work in minutes); no run dir.")
 @click.option("--shard", "shard_spec", default=None, help="Plan only shard I/N of the matrix, e.g. 2/8.")
 @click.option("--output", type=click.Path(path_type=Path), default=None, help="With --shards: write the JSON here.")
 def plan(matrix_name: str, run_id: str | None, reports: Path, only_celery: tuple[str, ...],
@@ -248,7 +249,10 @@ def run_sets_cmd(run_dir: Path | None, matrix_name: str | None, set_keys: tuple[
                                                       "(default: the newest and the production one).")
 def report(run_dirs: tuple[Path, ...], baseline: str | None, out: Path | None, strict: bool, junit_mode: str,
            junit_findings: bool, fail_on: str | None, answer_versions: str | None) -> None:
-    """Build the HTML report (and results.json, junit.xml, summary.md) from records."""
+    """Build the HTML report (and results.json, junit.xml, summary.md) from records.
+
+    Exits 1 when any cell ended in `error` (the lab failed); findings about Celery fail it
+    only with --strict or --fail-on."""
     from lab.report import SUMMARY_HEADER, build_report, summary_rows
     from lab.report.diff import baseline_info, compare, load_baseline, previous_run
     from lab.results import read_records

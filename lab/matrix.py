@@ -299,8 +299,9 @@ def scenario_profiles(spec: catalog.ScenarioInfo, custom: set[str]) -> list[str]
 BOUNDS = {
     "repeats": (1, 1000, "each repeat is a real worker run of the cell (1000 gives a rate below 0.4% "
                          "at 0 of 1000; `lab triage -n` is for more)"),
-    "lanes": (1, 16, "each lane runs a cell with its own broker and workers at once; beyond the "
-                     "machine's cores timing-sensitive verdicts distort"),
+    "lanes": (1, 16, "each lane runs a cell with its own broker and workers at once; a fixed number "
+                     "far beyond the cores distorts timing-sensitive verdicts (\"auto\" admits up to "
+                     "3 x cores by measured CPU load instead)"),
     "concurrency": (1, 64, "pool processes / threads / greenlets per worker; the scenarios' workloads "
                            "use a handful"),
 }

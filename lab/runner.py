@@ -1,15 +1,19 @@
-"""Run the cells of one Celery version in parallel lanes (inside its venv).
+"""Run planned cells in parallel lanes: one version's, one set's, or every set's in one schedule.
 
-Contract: `run_cells(run_dir, celery, only, lanes)` runs every planned,
-not-yet-recorded cell of that version — resumable: an interrupted run is
-continued by running it again. It first claims the run dir for that version
-(lab.resume: RunnerBusy if a live runner has it; leftovers of a dead one are
-killed) and starts a watchdog (lab.watchdog) that sweeps if this process is
-killed. Per cell it provisions fresh services through the ServiceHub (in this
-process; namespaces carry the claim's generation), runs `python -m
-lab.cellrun` in a process of its own with a child owner token, a time bound
-and a parent-death signal, and afterwards sweeps every process that token
-owns. A cell that produced no record (crash, timeout, unavailable broker)
+Contract: `run_cells(run_dir, celery, only, lanes, set_key, pythons)` runs
+every planned, not-yet-recorded cell of that version / set (with `pythons`:
+of every given set, each with its venv's interpreter, longest estimate
+first) — resumable: an interrupted run is continued by running it again. It
+first claims the run dir (lab.resume: RunnerBusy if a live runner has it;
+leftovers of a dead one are killed) and starts a watchdog (lab.watchdog)
+that sweeps if this process is killed. Per cell it records an n/a that
+follows from the cell alone without provisioning (Scenario.not_for), else
+provisions fresh services through the ServiceHub (in this process;
+namespaces carry the claim's generation; none for a scenario that owns its
+broker), runs the cell process — forked from its set's cell server
+(lab.cellservers), or `python -m lab.cellrun` — with a child owner token, a
+time bound and a parent-death signal, and afterwards sweeps every process
+that token owns. A cell that produced no record (crash, timeout, unavailable broker)
 gets an `error` record saying why. All services are stopped and the shared
 services' temp dir is removed when the function returns, also on Ctrl-C; on
 Ctrl-C or a crash it prints the exact resume command.

@@ -1,13 +1,14 @@
-"""Run a plan set by set: one venv per exact dependency set, then its cells inside it.
+"""Run a plan's dependency sets: one venv per exact set, then all their cells in one schedule.
 
 Contract: `run_sets(run_dir, keys, only)` walks the plan's dependency sets
-(oldest Celery first), skipping sets whose cells are all recorded. Per set it
-builds or reuses the set's own venv (lab.venvs.ensure_venv: reused only for
-the identical set) and runs `python -m lab run-cells --set KEY` with that
-venv's interpreter (`--die-with-parent`: it stops, keeping its records, if
-this process dies). A missing interpreter turns the set's cells into `n/a`
-records with the reason; a set that will not resolve or install turns them
-into `setup-failed` records naming the conflict. Never raises for a bad set;
+(oldest Celery first), skipping sets whose cells are all recorded, and
+builds or reuses each set's own venv (lab.venvs.ensure_venv: reused only for
+the identical set). Then it runs every remaining cell of every set in ONE
+schedule (lab.runner.run_cells with {set: venv python}: longest estimate
+first, lanes by load; each cell forked from its set's cell server). A
+missing interpreter turns the set's cells into `n/a` records with the
+reason; a set that will not resolve or install turns them into
+`setup-failed` records naming the conflict. Never raises for a bad set;
 returns one line per set (what happened, venv seconds) for the caller to
 print. The exit status of a cell run is not an error here (records are).
 """
