@@ -37,19 +37,27 @@ NA_ESTIMATE_S = 0.1  # a cell its scenario's not_for() rules out: recorded n/a b
 def cell_estimate(cell: Cell) -> float:
     """Seconds one cell is expected to take (all its repeats): the catalog's per-mode estimate,
     or NA_ESTIMATE_S where the scenario rules the cell out from the cell alone."""
-    if _static_na(cell.scenario, cell.pool, cell.broker, cell.mode):
+    if static_na(cell):
         return NA_ESTIMATE_S
     return catalog.SCENARIOS[cell.scenario].estimate(cell.mode, cell.broker) * cell.repeats
 
 
+def static_na(cell: Cell) -> str | None:
+    """Why the cell is n/a from the cell alone (its scenario's `not_for`: pool, broker, mode), or
+    None; the runner records it without provisioning. A mode the scenario rejects gives None: the
+    cell process records that as the lab error it is."""
+    return _static_na(cell.scenario, cell.pool, cell.broker, cell.mode)
+
+
 @functools.lru_cache(maxsize=None)
-def _static_na(scenario: str, pool: str, broker: str, mode: str) -> bool:
+def _static_na(scenario: str, pool: str, broker: str, mode: str) -> str | None:
     from lab import scenarios
     try:
-        probe = Cell(celery="0", pool=pool, broker=broker, backend="redis", scenario=scenario, profile="defaults", mode=mode)
-        return bool(scenarios.get(scenario).not_for(probe))
-    except Exception:  # a mode the scenario rejects: the cell process records the lab error
-        return False
+        probe = Cell(celery="0", pool=pool, broker=broker, backend="redis", scenario=scenario,
+                     profile="defaults", mode=mode)
+        return scenarios.get(scenario).not_for(probe) or None
+    except Exception:
+        return None
 
 
 AUTO_LANES_SPEEDUP = 4.5  # `lanes = "auto"` on 2 cores: 4642 s of cells in 963 s of wall (run 20261202-005733, up to 6 lanes)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from lab import __version__, hostinfo
 from lab.matrix import Cell
-from lab.plan import cell_estimate, load_plan, plan_cells, rerun_command, set_of
+from lab.plan import cell_estimate, load_plan, plan_cells, rerun_command, set_of, static_na
 from lab.progress import Progress
 from lab.lanes import LaneGate
 from lab.lifetime import popen
@@ -89,16 +89,6 @@ def error_record(plan: dict, cell: Cell, summary: str, evidence: dict, started: 
         versions=hostinfo.package_versions(), host=hostinfo.host_facts(), started_at=started,
         duration_s=round(time.time() - started, 3), rerun=rerun_command(plan, cell),
         lab_version=__version__)
-
-
-def static_na(cell: Cell) -> str | None:
-    """The scenario's `not_for(cell)` reason, or None; a mode the scenario rejects is left to the
-    cell process, which records it as the lab error it is."""
-    from lab import scenarios
-    try:
-        return scenarios.get(cell.scenario).not_for(cell)
-    except Exception:
-        return None
 
 
 def owns_broker(cell: Cell) -> bool:
