@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from lab import lifetime
+from lab.reaper import kill_tree
 
 pytestmark = pytest.mark.skipif(not lifetime.supported(), reason="PR_SET_PDEATHSIG is Linux-only")
 
@@ -103,9 +104,10 @@ def test_the_runner_gets_sigterm_when_nox_is_sigkilled(tmp_path):
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not (marker.exists() and marker.read_text()):
         time.sleep(0.05)  # the handler creates the file, then writes
-    if psutil.pid_exists(runner):
-        try:
-            psutil.Process(runner).kill()
-        except psutil.NoSuchProcess:
-            pass
+    try:
+        # the runner may still be exiting after its handler wrote: SIGKILL it and wait
+        # (bounded) until it is gone, so the owner check at teardown does not see it
+        assert not kill_tree([psutil.Process(runner)], timeout=10)
+    except psutil.NoSuchProcess:
+        pass
     assert marker.exists() and marker.read_text() == "SIGTERM"
