@@ -34,6 +34,9 @@ nox.options.sessions = ["matrix"]
 REPORTS = Path(os.environ.get("LAB_REPORTS_DIR", ROOT / "reports")).resolve()
 TEST_CELERY = "5.6.2"
 UV = "uv==0.13.9"
+# session.install compiles .pyc as pip does (uv does not by default): with PYTHONDONTWRITEBYTECODE=1
+# every process of the suite and every worker it starts would compile Celery from source (lab/venvs.py)
+os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
 
 
 def _shipped_sets() -> list[str]:

@@ -10,6 +10,15 @@ never taken for a finished one. Raises InterpreterMissing (no such Python)
 or SetupFailed (the resolver's or installer's own message, naming the
 conflict). A file lock serialises builders of the same set. Standard
 library only.
+
+Bytecode: packages are compiled at install (`uv pip install --compile-bytecode`;
+pip compiles by default), and the lab's own modules are compiled for the set's
+interpreter on every `ensure_venv` (compileall skips fresh ones), so a worker
+imports .pyc as it does from an image built with pip. Without it, and with
+PYTHONDONTWRITEBYTECODE=1 (set on this kind of machine and in many images),
+every worker start compiled Celery, kombu and click-repl from source: measured
+on set 5.6.2, importing a worker's modules took 1.00 CPU-s against 0.30 CPU-s
+from .pyc (`python -X importtime -c "import celery.bin.celery"`).
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from lab.interpreters import find_python
 
 ROOT = Path(__file__).resolve().parents[1]
 STAMP = ".lab-set.json"
+BYTECODE = "compiled at install"  # in the stamp: venvs built before bytecode was compiled are rebuilt
 INSTALL_TIMEOUT_S = 900
 
 
@@ -84,7 +94,7 @@ def stamp_for(depset: DepSet, base_python: str, version: str) -> dict:
     pyproject = (ROOT / "pyproject.toml").read_bytes() if (ROOT / "pyproject.toml").exists() else b""
     return {"key": depset.key, "digest": depset.digest(), "python": base_python, "python_version": version,
             "requirements": depset.requirements(), "lab": lab_requirements(depset.python),
-            "lab_pyproject_sha256": hashlib.sha256(pyproject).hexdigest()}
+            "lab_pyproject_sha256": hashlib.sha256(pyproject).hexdigest(), "bytecode": BYTECODE}
 
 
 def read_stamp(path: Path) -> dict | None:
@@ -109,7 +119,7 @@ def _build(path: Path, depset: DepSet, base_python: str) -> str:
     venv_python = str(path / "bin" / "python")
     if uv:
         _run([*uv, "venv", "--quiet", "--python", base_python, str(path)], "uv venv")
-        install = [*uv, "pip", "install", "--quiet", "--python", venv_python]
+        install = [*uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", venv_python]
     else:  # pragma: no cover - machines without uv
         _run([base_python, "-m", "venv", str(path)], "python -m venv")
         install = [venv_python, "-m", "pip", "install", "--quiet"]
@@ -120,6 +130,17 @@ def _build(path: Path, depset: DepSet, base_python: str) -> str:
                               capture_output=True, text=True, timeout=30).stdout.strip()
         Path(site, "lab-root.pth").write_text(str(ROOT) + "\n")
     return venv_python
+
+
+def compile_lab(python: str) -> bool:
+    """Compile the lab's own package (ROOT/lab, linked into every set) for `python`; only
+    stale modules are written. Best effort, bounded by 120 s: a module an old interpreter
+    cannot parse is simply left to fail at import as before. True when compileall exited 0."""
+    try:
+        return subprocess.run([python, "-m", "compileall", "-q", str(ROOT / "lab")],
+                              capture_output=True, timeout=120).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def ensure_venv(depset: DepSet, root: Path, log=None) -> Venv:
@@ -133,6 +154,7 @@ def ensure_venv(depset: DepSet, root: Path, log=None) -> Venv:
     with open(root / f".set-{depset.key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if read_stamp(path) == wanted and (path / "bin" / "python").exists():
+            compile_lab(str(path / "bin" / "python"))
             return Venv(path, str(path / "bin" / "python"), base_python, version, False,
                         round(time.monotonic() - t0, 2))
         if path.exists():
@@ -144,6 +166,7 @@ def ensure_venv(depset: DepSet, root: Path, log=None) -> Venv:
         except SetupFailed:
             shutil.rmtree(path, ignore_errors=True)
             raise
+        compile_lab(venv_python)
         (path / STAMP).write_text(json.dumps(wanted, indent=2, sort_keys=True))
     return Venv(path, venv_python, base_python, version, True, round(time.monotonic() - t0, 2))
 
