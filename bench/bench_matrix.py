@@ -20,7 +20,8 @@ For each lanes value it plans the matrix into a fresh run dir under
     start-up, mingle's 1 s included) counted as needed; n/a cells (no wait by
     design) are left out of both;
   - speed-up against the first lanes value, and whether every deterministic
-    cell's verdict set (lab.verdict.Outcome.finding_keys) equals that run's;
+    cell agrees with that run's (lab.verdict.agree: the same findings; for a
+    repeated cell, overlapping k/n intervals of every finding);
   - the balance of `lab plan --shards N` for N = 2, 4, 8 (largest / mean).
 
 Run one heavy job at a time: timing-sensitive cells lie under load.
@@ -43,6 +44,7 @@ from lab.matrix import load_matrix  # noqa: E402
 from lab.plan import cell_estimate  # noqa: E402
 from lab.results import read_records  # noqa: E402
 from lab.shard import imbalance  # noqa: E402
+from lab.verdict import agree  # noqa: E402
 
 # Cells whose verdict depends on timing by design: compared, but a difference is not a disagreement.
 TIMING = ("shutdown-race", "silent-exit")
@@ -77,20 +79,24 @@ def figures(records: list, wall: float | None = None) -> str:
             + (f", lanes in use at admission median {lanes[len(lanes) // 2]} max {lanes[-1]}" if lanes else ""))
 
 
+def disagreement(first: dict, outcomes: dict) -> str:
+    """Words for the cells of `outcomes` that do not agree (lab.verdict.agree) with `first`'s."""
+    differ = sorted(c for c in outcomes if c in first and not agree(first[c], outcomes[c]))
+    real = [c for c in differ if not c.startswith(TIMING)]
+    return (f"{len(real)} deterministic cell(s) differ" + (": " + ", ".join(real) if real else "")
+            + (f"; {len(differ) - len(real)} timing-sensitive differ" if len(differ) > len(real) else ""))
+
+
 def analyze(run_dirs: list[Path]) -> None:
-    first: dict[str, frozenset] | None = None
+    first: dict | None = None
     for run_dir in run_dirs:
         records = list(read_records([run_dir]))
         print(f"{run_dir}: {figures(records)}")
-        keys = {r.cell_id: r.outcome.finding_keys() | {r.outcome.verdict.value} for r in records}
+        outcomes = {r.cell_id: r.outcome for r in records}
         if first is None:
-            first = keys
+            first = outcomes
             continue
-        differ = sorted(c for c in keys if c in first and keys[c] != first[c])
-        real = [c for c in differ if not c.startswith(TIMING)]
-        print(f"  vs {run_dirs[0]}: {len(real)} deterministic cell(s) differ"
-              + (": " + ", ".join(real) if real else "")
-              + (f"; {len(differ) - len(real)} timing-sensitive differ" if len(differ) > len(real) else ""))
+        print(f"  vs {run_dirs[0]}: {disagreement(first, outcomes)}")
 
 
 def main() -> None:
@@ -110,21 +116,17 @@ def main() -> None:
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
     for n in (2, 4, 8):
         print(f"  shards {n}: largest/mean estimate {imbalance(cells, n, cell_estimate)}")
-    first: dict[str, frozenset] | None = None
+    first: dict | None = None
     first_wall = None
     for lanes in args.lanes:
         run_dir, wall = run(args.matrix, lanes, reports)
         records = list(read_records([run_dir]))
-        keys = {r.cell_id: r.outcome.finding_keys() | {r.outcome.verdict.value} for r in records}
+        outcomes = {r.cell_id: r.outcome for r in records}
         line = f"lanes {lanes}: {figures(records, wall)}, load at end {os.getloadavg()[0]:.2f}"
         if first is None:
-            first, first_wall = keys, wall
+            first, first_wall = outcomes, wall
         else:
-            differ = sorted(c for c in keys if c in first and keys[c] != first[c])
-            real = [c for c in differ if not c.startswith(TIMING)]
-            line += (f", speed-up {first_wall / wall:.2f}x vs lanes {args.lanes[0]}, "
-                     f"{len(real)} deterministic cell(s) differ" + (f": {real}" if real else "")
-                     + (f" ({len(differ) - len(real)} timing-sensitive differ)" if len(differ) > len(real) else ""))
+            line += f", speed-up {first_wall / wall:.2f}x vs lanes {args.lanes[0]}, {disagreement(first, outcomes)}"
         print(line, flush=True)
     print(f"run dirs under {reports}")
 
