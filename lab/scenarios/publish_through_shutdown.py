@@ -9,6 +9,13 @@ PRE_S seconds before the fault until POST_S seconds after the worker exited:
             installed Celery lacks the setting);
   eviction  lab.faults.eviction.apply_eviction (SIGTERM, 4 s grace, SIGKILL
             to the group).
+Before the publisher starts, one task of INFLIGHT_S (key pub-inflight) is
+sent and watched until it runs, so a task is always executing when the
+fault lands (PRE_S later): with short tasks alone, whether one was mid-run
+at the signal was an accident of timing (run 20261202-050841 saw the cold
+shutdown cut none where two runs before it cut two). INFLIGHT_S ends within
+every mode's grace (warm waits; soft's SOFT_S and eviction's 4 s outlast its
+remaining 2 s), so only a cold shutdown or a kill cuts it.
 Afterwards a broker snapshot (lab.observers.broker_snapshot), then a drain
 worker (lab.observers.drain) runs what was left, then a last snapshot shows
 what is still parked (Redis' unacked set). Every published message is then
@@ -49,6 +56,8 @@ EXIT_BOUND = 30.0
 SOFT_S = 3.0
 DRAIN_S = 20.0
 PLAN = EvictionPlan(grace_s=4.0, production_grace_s=60.0)
+INFLIGHT_S = PRE_S + 2.0  # running at the fault, 2 s left: inside warm, soft (SOFT_S) and eviction grace
+INFLIGHT_BOUND_S = 10.0   # the worker must start it within this
 
 
 class Publisher(threading.Thread):
@@ -59,6 +68,19 @@ class Publisher(threading.Thread):
         self.app, self.queue = app, queue
         self.sent: list[dict[str, Any]] = []
         self.halt = threading.Event()
+
+    def send_inflight(self, started) -> bool:
+        """Send the INFLIGHT_S task (key pub-inflight) and return `started()`: whether the
+        worker began it in time (the record says so if not)."""
+        mono = time.monotonic()
+        try:
+            task_id = self.app.send_task("lab.sleep", args=(INFLIGHT_S,), kwargs={"key": "pub-inflight"},
+                                         queue=self.queue).id
+            self.sent.append({"key": "pub-inflight", "id": task_id, "mono": mono})
+        except Exception as exc:
+            self.sent.append({"key": "pub-inflight", "id": None, "mono": mono, "error": repr(exc)[:200]})
+            return False
+        return bool(started())
 
     def run(self) -> None:
         n, t0 = 0, time.monotonic()
@@ -97,6 +119,9 @@ class PublishThroughShutdown(Scenario):
             obs.update(exit_observation(worker, bound=5.0))
             return obs
         publisher = Publisher(ctx.client(), ctx.queue)
+        obs["inflight"] = publisher.send_inflight(lambda: ctx.wait_for(
+            lambda events: any(e.get("key") == "pub-inflight" for e in events if e.get("event") == "exec_start"),
+            INFLIGHT_BOUND_S, 0.05))
         publisher.start()
         hold(PRE_S)
         fault_mono = time.monotonic()

@@ -66,6 +66,13 @@ def test_publish_through_a_warm_shutdown(tmp_path, hub):
                               + m["publish_failed"] + m["not_drained"])
 
 
+def test_a_cold_shutdown_cuts_the_task_in_flight(tmp_path, hub):
+    """pub-inflight runs at the SIGQUIT: early acknowledgement (Celery's default) loses it."""
+    outcome = cell_record(tmp_path, hub, "publish-through-shutdown", "prefork", "cold").outcome
+    assert "lost:running-task-lost" in outcome.finding_keys(), outcome.summary
+    assert "pub-inflight" in outcome.summary
+
+
 def test_resources_low_nofile(tmp_path, hub):
     outcome = cell_record(tmp_path, hub, "start-limits", "solo", "nofile-low").outcome
     assert outcome.metrics["nofile"] == 64 and outcome.metrics["baseline_nofile"] <= 1024
