@@ -50,6 +50,12 @@ class Service:
         self.stop()
         self.start()
 
+    def discard(self) -> None:
+        """End a server whose data and shutdown nobody reads any more (a cell's own broker at
+        the cell's end); by default the same as stop(). Servers with a slow graceful stop
+        override it with a kill."""
+        self.stop()
+
     def prepare(self, namespace: str) -> None:
         """Create the namespace (database, vhost) a cell will use; idempotent."""
 
@@ -123,11 +129,12 @@ def spawn_server(argv: list[str], log_path: Path, env: dict | None = None,
         log.close()
 
 
-def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
-    """TERM the process group, then KILL it; reap the process."""
+def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0, graceful: bool = True) -> None:
+    """TERM the process group and wait up to `timeout` s, then KILL it (only KILL when not
+    `graceful`); reap the process."""
     if proc is None or proc.poll() is not None:
         return
-    for sig, wait in ((15, timeout), (9, 5.0)):
+    for sig, wait in ((15, timeout), (9, 5.0)) if graceful else ((9, 5.0),):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:

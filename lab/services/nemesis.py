@@ -312,6 +312,6 @@ class Nemesis:
         if self.pair is not None:
             self.pair.close()           # sentinel, then the replica
         try:
-            self.service.stop()         # the primary (after a failover: the old one, already down)
+            self.service.discard()      # the primary (after a failover: the old one, already down)
         except Exception:
             pass
