@@ -60,7 +60,10 @@ def _static_na(scenario: str, pool: str, broker: str, mode: str) -> str | None:
         return None
 
 
-AUTO_LANES_SPEEDUP = 4.5  # `lanes = "auto"` on 2 cores: 4642 s of cells in 963 s of wall (run 20261202-005733, up to 6 lanes)
+# `lanes = "auto"` on 2 cores: the catalog's one-lane estimates of the default matrix (4545 s) against
+# its measured wall (run 20261202-052530: 509 s of cells, up to 8 lanes, bytecode compiled) is 8.9;
+# 8.5 keeps the planner's figure on the safe side (it was 4.5 with 6 lanes before bytecode)
+AUTO_LANES_SPEEDUP = 8.5
 
 
 def estimate_seconds(cells: list[Cell], lanes: int | str, versions: int) -> float:
