@@ -290,23 +290,27 @@ def aggregate(attempts: list[Outcome]) -> Outcome:
 def agree(a: Outcome, b: Outcome) -> bool:
     """Whether two runs of one cell observed the same thing (bench/bench_matrix.py's check).
 
-    Single-attempt cells agree when their finding sets and headline verdicts are equal. A
-    repeated cell (metrics["rates"] in either) agrees when, for every finding either run
-    saw, the two 95% Wilson intervals of its rate overlap: 0/3 and 1/3 of a race are the
-    same observation at this n, never a disagreement; 0/20 against 18/20 is one."""
+    In: two Outcomes of the same cell. Out: True or False; never raises on a record this
+    lab wrote (a malformed metrics["rates"] row raises KeyError/ValueError).
+    - Either did not run (n/a, setup-failed, error) and the other did: False.
+    - Neither is repeated: their finding sets and headline verdicts are equal.
+    - Otherwise every finding is compared as k/n (a single attempt counts 1/1 per finding,
+      or 1/1 "pass" when it found nothing, as `aggregate` keys its pass row): for each key
+      either run saw, the two 95% Wilson intervals must overlap. 0/3 and 1/3 of a race are
+      the same observation at this n; 0/20 against 18/20 is not."""
+    if a.verdict.ran != b.verdict.ran:
+        return False
     if not (a.metrics.get("rates") or b.metrics.get("rates")):
         return a.finding_keys() | {a.verdict.value} == b.finding_keys() | {b.verdict.value}
 
     def rates(o: Outcome) -> tuple[dict[str, tuple[int, int]], int]:
         rows = [r for r in o.metrics.get("rates") or [] if isinstance(r, dict)]
-        n = max([int(r.get("n", 0)) for r in rows] + [int(o.metrics.get("attempts") or 0)] + [1])
-        if not rows:  # one attempt: its findings, each 1/1
-            return {k: (1, 1) for k in o.finding_keys() | {o.verdict.value}}, 1
+        if not rows:  # one attempt: each finding 1/1, or the pass row
+            return {k: (1, 1) for k in (o.finding_keys() or {Verdict.PASS.value})}, 1
+        n = max([int(r.get("n", 0)) for r in rows] + [1])
         return {_rate_key(r): (int(r["k"]), int(r["n"])) for r in rows}, n
 
     (ra, na), (rb, nb) = rates(a), rates(b)
-    if a.verdict.ran != b.verdict.ran:
-        return False
     for key in set(ra) | set(rb):
         low_a, high_a = wilson_interval(*ra.get(key, (0, na)))
         low_b, high_b = wilson_interval(*rb.get(key, (0, nb)))

@@ -130,8 +130,10 @@ def spawn_server(argv: list[str], log_path: Path, env: dict | None = None,
 
 
 def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0, graceful: bool = True) -> None:
-    """TERM the process group and wait up to `timeout` s, then KILL it (only KILL when not
-    `graceful`); reap the process."""
+    """TERM the process group and wait up to `timeout` seconds, then KILL it and wait up to
+    5 s more (only the KILL when not `graceful`); the process is reaped when it ended within
+    those waits (a process stuck in the kernel past them is left, unreaped). Never raises
+    for a process that is already gone."""
     if proc is None or proc.poll() is not None:
         return
     for sig, wait in ((15, timeout), (9, 5.0)) if graceful else ((9, 5.0),):

@@ -305,6 +305,9 @@ class Nemesis:
         return out
 
     def close(self) -> None:
+        """The cell's end: resume a paused server, stop the Sentinel pair, then discard the
+        primary (`Service.discard`: a kill for RabbitMQ, a stop for the others). Best effort:
+        every error is swallowed, since the cell's owner sweep ends whatever is left."""
         try:
             self.resume()
         except ServiceError:

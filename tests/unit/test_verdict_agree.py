@@ -28,4 +28,7 @@ def test_rates_whose_intervals_do_not_overlap_disagree():
 
 def test_a_repeated_cell_against_a_single_attempt():
     assert agree(attempts(1, 3), Outcome.of([BUG]))
+    assert agree(attempts(20, 20), Outcome.of([BUG]))   # the same bug every time
+    assert agree(attempts(0, 20), Outcome.of([]))       # pass against pass
     assert not agree(attempts(0, 20), Outcome.of([BUG]))
+    assert not agree(attempts(20, 20), Outcome.of([]))
