@@ -62,10 +62,14 @@ def new_run_id(now: float | None = None) -> str:
     return f"{stamp}-{uuid.uuid4().hex[:6]}"
 
 
-def create_run_dir(reports_root: Path, run_id: str) -> Path:
-    """Make reports/runs/<run-id>/ and point reports/latest at it."""
+def create_run_dir(reports_root: Path, run_id: str, point_latest: bool = True) -> Path:
+    """Make reports/runs/<run-id>/ and return it; point reports/latest at it unless not
+    `point_latest` (a triage or bisect run builds no HTML report, so `latest` keeps showing
+    the last matrix run's). Raises OSError when the directory cannot be made."""
     run_dir = reports_root / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
+    if not point_latest:
+        return run_dir
     latest = reports_root / "latest"
     tmp = reports_root / f".latest-{os.getpid()}"
     if tmp.is_symlink() or tmp.exists():

@@ -112,7 +112,7 @@ def run_triage(spec: TriageSpec, reports: Path) -> ResultRecord:
     matrix = parse_matrix(spec.matrix_data(), "(triage)", "triage")  # validates names first
     check_releases([spec.celery], reports / ".cache", "(triage)")  # a real release, before the run dir
     run_id = new_run_id()
-    run_dir = create_run_dir(reports, run_id)
+    run_dir = create_run_dir(reports, run_id, point_latest=False)  # latest stays the last matrix run's report
     (run_dir / "triage.toml").write_text(spec.toml())
     matrix.path = str(run_dir / "triage.toml")
     write_plan(run_dir, make_plan(matrix, run_id))
