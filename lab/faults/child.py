@@ -24,8 +24,10 @@ class Recycle(str, enum.Enum):
     COUNT = "count"
 
 
-HOG_MIB = 48               # what one lab.hog task allocates and keeps
-MEMORY_LIMIT_KIB = 96 * 1024  # an idle prefork child on Redis peaks near 40-60 MiB
+HOG_MIB = 112              # what one lab.hog task allocates and keeps: alone above MEMORY_LIMIT_KIB, so a child
+# that ran one exceeds the limit whatever its own baseline. 48 MiB relied on a 40-60 MiB child: with bytecode
+# compiled (lab/venvs.py) an idle child is smaller and only 2 of 6 hogs recycled (runs 20261202-052530, -063424)
+MEMORY_LIMIT_KIB = 96 * 1024  # above an idle prefork child on Redis (it peaked near 40-60 MiB before bytecode, less since)
 MAX_TASKS = 5
 
 
