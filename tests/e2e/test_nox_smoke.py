@@ -28,6 +28,8 @@ def smoke_run(tmp_path_factory):
     env = {**os.environ, "LAB_REPORTS_DIR": str(reports)}
     proc = subprocess.run(["nox", "-s", "matrix", "--", "--matrix", "smoke"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=1400)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)  # the whole output, for a failure the repr truncates
+    (ARTIFACTS / "nox-smoke.log").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
     return proc, reports
 
 
