@@ -42,6 +42,7 @@ import time
 from typing import Any
 
 from lab.faults.eviction import EvictionPlan, apply_eviction
+from lab.journal import select
 from lab.observers.drain import drain
 from lab.scenarios.base import CellContext, Scenario
 from lab.observers.broker_snapshot import snapshot
@@ -72,28 +73,22 @@ class Publisher(threading.Thread):
         self.sent: list[dict[str, Any]] = []
         self.halt = threading.Event()
 
-    def send_inflight(self, started) -> bool:
-        """Send the INFLIGHT_S task (key pub-inflight) and return `started()`: whether the
-        worker began it in time (the record says so if not)."""
+    def send(self, key: str, seconds: float) -> bool:
+        """Publish lab.sleep(seconds, key=key) and record it (a failed publish is recorded with
+        its error: an observation). True when the broker took it."""
         mono = time.monotonic()
         try:
-            task_id = self.app.send_task("lab.sleep", args=(INFLIGHT_S,), kwargs={"key": "pub-inflight"},
-                                         queue=self.queue).id
-            self.sent.append({"key": "pub-inflight", "id": task_id, "mono": mono})
+            task_id = self.app.send_task("lab.sleep", args=(seconds,), kwargs={"key": key}, queue=self.queue).id
         except Exception as exc:
-            self.sent.append({"key": "pub-inflight", "id": None, "mono": mono, "error": repr(exc)[:200]})
+            self.sent.append({"key": key, "id": None, "mono": mono, "error": repr(exc)[:200]})
             return False
-        return bool(started())
+        self.sent.append({"key": key, "id": task_id, "mono": mono})
+        return True
 
     def run(self) -> None:
         n, t0 = 0, time.monotonic()
         while not self.halt.is_set():
-            key, mono = f"pub-{n}", time.monotonic()
-            try:
-                task_id = self.app.send_task("lab.sleep", args=(TASK_S,), kwargs={"key": key}, queue=self.queue).id
-                self.sent.append({"key": key, "id": task_id, "mono": mono})
-            except Exception as exc:  # a failed publish is an observation
-                self.sent.append({"key": key, "id": None, "mono": mono, "error": repr(exc)[:200]})
+            self.send(f"pub-{n}", TASK_S)
             n += 1
             self.halt.wait(max(0.0, t0 + n / RATE_PER_S - time.monotonic()))
 
@@ -122,8 +117,8 @@ class PublishThroughShutdown(Scenario):
             obs.update(exit_observation(worker, bound=5.0))
             return obs
         publisher = Publisher(ctx.client(), ctx.queue)
-        obs["inflight"] = publisher.send_inflight(lambda: ctx.wait_for(
-            lambda events: any(e.get("key") == "pub-inflight" for e in events if e.get("event") == "exec_start"),
+        obs["inflight"] = publisher.send("pub-inflight", INFLIGHT_S) and bool(ctx.wait_for(
+            lambda events: any(e.get("key") == "pub-inflight" for e in select(events, "exec_start")),
             INFLIGHT_BOUND_S, 0.05))
         publisher.start()
         hold(PRE_S)
