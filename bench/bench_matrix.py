@@ -5,6 +5,7 @@ Prints figures; asserts nothing (tests never assert timings).
     nox -s bench -- matrix --matrix default --lanes 1 auto     # the issue-15 figures
     python bench/bench_matrix.py --matrix smoke --lanes 1 2 auto
     python bench/bench_matrix.py --analyze reports/runs/<id> [reports/runs/<id2>]  # figures of runs already made
+    python bench/bench_matrix.py --matrix default --lanes 1 --not-in reports/reference  # cells added since
 
 For each lanes value it plans the matrix into a fresh run dir under
 --reports (default: a temp dir) and runs it with `lab run-sets --lanes L`
@@ -50,14 +51,14 @@ from lab.verdict import agree  # noqa: E402
 TIMING = ("shutdown-race", "silent-exit")
 
 
-def run(matrix: str, lanes: str, reports: Path) -> tuple[Path, float]:
+def run(matrix: str, lanes: str, reports: Path, only: list[str] | None = None) -> tuple[Path, float]:
     run_id = f"bench-{lanes}-{int(time.time())}"
     subprocess.run([sys.executable, "-m", "lab", "plan", "--matrix", matrix, "--run-id", run_id,
                     "--reports", str(reports), "--over-budget"], check=True, cwd=REPO)
     run_dir = reports / "runs" / run_id
     began = time.monotonic()
     subprocess.run([sys.executable, "-m", "lab", "run-sets", "--run-dir", str(run_dir), "--reports",
-                    str(reports), "--lanes", lanes], cwd=REPO)
+                    str(reports), "--lanes", lanes, *[a for c in only or [] for a in ("--only", c)]], cwd=REPO)
     return run_dir, time.monotonic() - began
 
 
@@ -104,6 +105,8 @@ def main() -> None:
     parser.add_argument("--matrix", default="smoke")
     parser.add_argument("--lanes", nargs="+", default=["1", "auto"])
     parser.add_argument("--reports", type=Path, default=None)
+    parser.add_argument("--not-in", type=Path, default=None, metavar="RUN_DIR",
+                        help="run only the matrix's cells that RUN_DIR has no record of (e.g. cells added since it)")
     parser.add_argument("--analyze", nargs="+", type=Path, default=None,
                         help="print the figures of existing run dirs (the first is the baseline) and run nothing")
     args = parser.parse_args()
@@ -112,6 +115,11 @@ def main() -> None:
         return
     reports = args.reports or Path(tempfile.mkdtemp(prefix="lab-bench-matrix-"))
     cells = load_matrix(args.matrix).cells()
+    only = None
+    if args.not_in:
+        known = {r.cell_id for r in read_records([args.not_in])}
+        cells = [c for c in cells if c.cell_id not in known]
+        only = [c.cell_id for c in cells]
     print(f"matrix {args.matrix}: {len(cells)} cells, estimated work {sum(map(cell_estimate, cells)):.0f}s; "
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
     for n in (2, 4, 8):
@@ -119,7 +127,7 @@ def main() -> None:
     first: dict | None = None
     first_wall = None
     for lanes in args.lanes:
-        run_dir, wall = run(args.matrix, lanes, reports)
+        run_dir, wall = run(args.matrix, lanes, reports, only)
         records = list(read_records([run_dir]))
         outcomes = {r.cell_id: r.outcome for r in records}
         line = f"lanes {lanes}: {figures(records, wall)}, load at end {os.getloadavg()[0]:.2f}"

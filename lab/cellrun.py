@@ -101,7 +101,8 @@ def run_attempt(scenario, cell: Cell, spec: dict, attempt: int, cell_dir: Path) 
     env = {"LAB_BROKER_URL": spec["broker_url"], "LAB_RESULT_BACKEND": spec["backend_url"],
            "LAB_QUEUE": queue, **profile_env(spec.get("profile") or {})}
     ctx = CellContext(cell=cell, attempt=attempt, workdir=workdir, queue=queue, worker_env=env,
-                      profile=spec.get("profile") or {}, seed=cell.seed * 100003 + attempt)
+                      profile=spec.get("profile") or {}, seed=cell.seed * 100003 + attempt,
+                      spares_dir=spec.get("spares_dir"))
     try:
         reason = scenario.not_for(cell) or unknown_settings_reason(ctx.profile) or scenario.applies(ctx)
         if reason:

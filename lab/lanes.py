@@ -2,7 +2,7 @@
 
 Contract. `LaneGate(limit, auto)` is entered by a lane thread before it starts
 a cell (`with gate.admit(): ...`). With a fixed limit it is a semaphore. With
-`auto`, up to `limit` cells (default 4 × cores) may run, but a new cell is
+`auto`, up to `limit` cells (default AUTO_LANES_PER_CORE × cores: 6) may run, but a new cell is
 admitted only while the host's CPU utilisation, sampled every 0.5 s by
 psutil over the last ~2 s, is under `busy` (default 0.7, a fraction of all
 cores), and no sooner than RAMP_S after the previous admission (so the
@@ -28,10 +28,11 @@ from typing import Iterator
 
 import psutil
 
-AUTO_LANES_PER_CORE = 4  # the most `auto` admits: 8 on 2 cores. With bytecode compiled (lab/venvs.py) a cell
+AUTO_LANES_PER_CORE = 6  # the most `auto` admits: 12 on 2 cores. With bytecode compiled (lab/venvs.py) a cell
 # costs far less CPU: run 20261202-045600 had all 6 lanes busy at 201 of 305 admissions while the load at
 # admission had median 0.37 — the limit, not the CPU, held it back (before, 6 lanes ran the CPU at 72 % and
-# 8 lanes admitted in one dip overloaded the host, see RAMP_S)
+# 8 lanes admitted in one dip overloaded the host, see RAMP_S). 8 lanes (4 per core) then ran the CPU at
+# about 45 %; the busy threshold below, not this cap, is what keeps timing-sensitive cells their CPU.
 SAMPLE_S = 0.5
 WINDOW = 4  # samples: ~2 s
 # After an admission the next waits until the load window has seen the new cell: lanes admitted in

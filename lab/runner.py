@@ -45,6 +45,7 @@ from lab.resume import claim, resume_command
 from lab.results import RECORD_FILE, ResultRecord, append_record, read_records
 from lab.services import ServiceHub
 from lab.services.base import ServiceError
+from lab.services.spares import SpareNodes
 from lab.verdict import Outcome, Verdict
 from lab.cellservers import CellServers
 from lab.watchdog import Watchdog
@@ -71,6 +72,7 @@ class _Lanes:
 
 LANES = _Lanes()
 SERVERS: CellServers | None = None  # one fork server per set interpreter while a schedule runs
+SPARES: SpareNodes | None = None     # RabbitMQ nodes booted ahead for broker-fault cells (lab.services.spares)
 
 
 def namespace_for(cell: Cell, run_id: str, generation: int = 1) -> str:
@@ -97,6 +99,32 @@ def owns_broker(cell: Cell) -> bool:
         return bool(scenarios.get(cell.scenario).owns_broker)
     except KeyError:
         return False
+
+
+def wants_spare_node(cell: Cell) -> bool:
+    """The cell boots a RabbitMQ node of its own per attempt, which a spare can stand in for:
+    a broker-fault cell on a local RabbitMQ that is not n/a from the cell alone."""
+    from lab.services import BROKER_SERVER, choose_provider
+    return (owns_broker(cell) and BROKER_SERVER.get(cell.broker) == "rabbitmq" and not static_na(cell)
+            and choose_provider("rabbitmq") == "local")
+
+
+def spread(cells: list[Cell], wanted, share: float = 0.6) -> list[Cell]:
+    """`cells` with those for which `wanted(cell)` is true spread evenly over the first `share`
+    of the others (their own order kept, the first after one gap), so that one booter thread
+    (lab.services.spares: ~5-8 s a node) keeps up with them instead of meeting them all at
+    the start of a longest-first schedule (issue 15: 33 attempts within its first 2 minutes)."""
+    picked = [c for c in cells if wanted(c)]
+    others = [c for c in cells if not wanted(c)]
+    if not picked or not others:
+        return list(cells)
+    gap = max(1, int(len(others) * share / len(picked)))
+    out: list[Cell] = []
+    for index, cell in enumerate(others):
+        out.append(cell)
+        if (index + 1) % gap == 0 and picked:
+            out.append(picked.pop(0))
+    return out + picked
 
 
 def recorded(run_dir: Path, cell_id: str, since: float = 0.0) -> ResultRecord | None:
@@ -144,7 +172,8 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str,
             "services": services.describe(),
             "server_versions": {"broker_server": f"{services.broker.kind} {services.broker.version}",
                                 "backend_server": f"{services.backend.kind} {services.backend.version}"},
-            "rerun": rerun_command(plan, cell), "set": set_of(plan, cell), "lanes": lanes or {}}
+            "rerun": rerun_command(plan, cell), "set": set_of(plan, cell), "lanes": lanes or {},
+            "spares_dir": SPARES.dir if SPARES is not None and wants_spare_node(cell) else None}
     spec_path = cell_dir / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=2))
     cell_token = child_token(token, namespace)
@@ -179,6 +208,8 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str,
         with LANES.lock:
             LANES.active.discard(proc)
         leftovers = kill_owned(cell_token)
+        if SPARES is not None:
+            SPARES.release(cell_dir)  # the nodes it claimed: this runner's children, reaped here
         hub.release(services)
     record = recorded(run_dir, cell.cell_id, since=started)
     if record is None and LANES.interrupted:
@@ -245,6 +276,7 @@ def _run_claimed(run_dir: Path, plan: dict, celery: str | None, only: list[str] 
              and (not only or c.cell_id in only) and (pythons is None or set_of(plan, c) in pythons)]
     order = {c.cell_id: i for i, c in enumerate(cells)}
     cells.sort(key=lambda c: (-cell_estimate(c), order[c.cell_id]))  # longest first: no idle lane at the end
+    cells = spread(cells, wants_spare_node)  # the spare nodes' boots keep pace with their cells
     lanes = lanes or plan.get("lanes", 2)
     gate = LaneGate(None if lanes == "auto" else int(lanes), auto=lanes == "auto")
     total = len(plan["cells"]) if not only else len(cells) + len(existing)
@@ -261,10 +293,15 @@ def _run_claimed(run_dir: Path, plan: dict, celery: str | None, only: list[str] 
         hub = ServiceHub(tmp)
         reaper.add("stop services", hub.close)
         reaper.add("sweep run processes", lambda: kill_owned(token))
-        global SERVERS
+        global SERVERS, SPARES
         SERVERS = CellServers(tmp) if os.environ.get("LAB_CELL_SERVER", "1") != "0" else None
         if SERVERS is not None:
             reaper.add("stop cell servers", SERVERS.close)
+        wanted = sum(c.repeats for c in cells if wants_spare_node(c))
+        SPARES = SpareNodes(tmp / "spares", wanted) if wanted and os.environ.get("LAB_SPARE_NODES", "1") != "0" \
+            else None
+        if SPARES is not None:
+            reaper.add("stop spare nodes", SPARES.close)
 
         def lane(cell: Cell) -> ResultRecord:
             with gate.admit():

@@ -46,6 +46,7 @@ class CellContext:
     notes: list[str] = field(default_factory=list)
     cleanups: list[Callable[[], Any]] = field(default_factory=list)  # run after the workers' teardown
     fault_log: list[dict] = field(default_factory=list)  # faults not done to a worker (e.g. its broker)
+    spares_dir: str | None = None  # RabbitMQ nodes the runner booted ahead (lab.services.spares)
     _client: Any = None
 
     def client(self):

@@ -78,7 +78,7 @@ class BrokerFaultScenario(Scenario):
     def run(self, ctx: CellContext) -> dict[str, Any]:
         from lab.services.nemesis import provision
         plan = parse_mode(ctx.cell.mode)
-        nemesis = provision(ctx.cell.broker, plan.fault, ctx.workdir / "broker")
+        nemesis = provision(ctx.cell.broker, plan.fault, ctx.workdir / "broker", ctx.spares_dir)
         ctx.cleanups.append(nemesis.close)
         ctx.fault_log = nemesis.log
         obs: dict[str, Any] = {"mode": ctx.cell.mode, "plan": plan.to_dict(), "pool": ctx.cell.pool,

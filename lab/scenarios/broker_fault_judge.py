@@ -181,6 +181,7 @@ def judge(obs: dict[str, Any]) -> Outcome:
         "plan": plan.get("description", ""), "fault_detail": repr(obs.get("fault")),
         "backend": f"{obs.get('placement')}: {obs.get('backend_url', '')}"
                    + (f" ({obs['placement_reason']})" if obs.get("placement_reason") else ""),
+        "broker_server": "; ".join(((obs.get("server") or {}).get("server") or {}).get("notes") or []),
         "retry_settings": repr(retry), "inflight_ledger": "; ".join(f"{k}: {_fmt(v)}" for k, v in led.items()),
         "broker_data": ("survived" if survived else "did not survive" if survived is False else "unknown")
                        + f": marker {obs.get('marker_before')} -> {obs.get('marker_after')}",

@@ -115,12 +115,13 @@ def port_open(host: str, port: int) -> bool:
 
 
 def spawn_server(argv: list[str], log_path: Path, env: dict | None = None,
-                 cwd: Path | None = None, preexec=None) -> subprocess.Popen:
-    """Start a server in its own session, output to log_path, owned by the lab;
-    `preexec` (e.g. dropping root) runs before the parent-death signal is set."""
+                 cwd: Path | None = None, preexec=None, owner: str | None = None) -> subprocess.Popen:
+    """Start a server in its own session, output to log_path, owned by the lab (LAB_OWNER =
+    `owner`, default this process's token); `preexec` (e.g. dropping root) runs before the
+    parent-death signal is set."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    full_env[OWNER_ENV] = owner_token()
+    full_env[OWNER_ENV] = owner or owner_token()
     log = open(log_path, "ab")
     try:
         return popen(argv, preexec=preexec, stdout=log, stderr=subprocess.STDOUT,

@@ -76,16 +76,30 @@ def unavailable_reason(broker: str, fault: BrokerFault | str, provider: str | No
     return None
 
 
-def provision(broker: str, fault: BrokerFault | str, workdir: Path) -> "Nemesis":
+def provision(broker: str, fault: BrokerFault | str, workdir: Path,
+              spares_dir: str | Path | None = None) -> "Nemesis":
+    """The cell's own server for `broker`, started (or, for a local RabbitMQ, a node the runner
+    booted ahead, claimed from `spares_dir`: lab.services.spares), with NAMESPACE prepared.
+    Raises ServiceError when the fault cannot be delivered to this broker or the server does
+    not start."""
     fault = BrokerFault(fault)
     reason = unavailable_reason(broker, fault)
     if reason:
         raise ServiceError(reason)
-    kind = BROKER_SERVER[broker]
-    service = make_service(kind, Path(workdir) / kind, choose_provider(kind))
+    kind, provider = BROKER_SERVER[broker], choose_provider(BROKER_SERVER[broker])
+    handed = None
+    if kind == "rabbitmq" and provider == "local" and spares_dir:
+        from lab.services import spares
+        handed = spares.claim(spares_dir, Path(workdir))
+    if handed is not None:
+        from lab.services.spares import adopt
+        service = adopt(handed, Path(workdir))
+    else:
+        service = make_service(kind, Path(workdir) / kind, provider)
     nemesis = Nemesis(broker, service, Path(workdir))
     try:
-        service.start()
+        if handed is None:
+            service.start()
         service.prepare(NAMESPACE)
         if fault is BrokerFault.FAILOVER:
             nemesis.start_sentinel_pair()
@@ -148,11 +162,16 @@ class Nemesis:
             return []
 
     def _check_owned(self, pids: list[int], service: Service) -> None:
-        """Each pid carries our LAB_OWNER, or is the server we spawned (our own child) or one of
-        its descendants (PostgreSQL backends overwrite their environ with the process title)."""
+        """Each pid carries our LAB_OWNER (or, for a node handed over by our runner, the token
+        that runner gave its spare nodes: lab.services.spares), or is the server we spawned (our
+        own child) or one of its descendants (PostgreSQL backends overwrite their environ with
+        the process title)."""
         if service.port in DEFAULT_PORTS or not pids:
             raise NemesisRefused(f"refusing to signal {service.kind} on port {service.port} (pids {pids})")
         token = owner_token()
+        handed = getattr(service, "handed_owner", None)
+        if handed and not owns(token.rpartition("/")[0], handed):
+            raise NemesisRefused(f"handed-over node's owner {handed!r} is not our runner's ({token!r})")
         root = _pid_of(getattr(service, "proc", None))
         tree: set[int] = set()
         try:
@@ -167,7 +186,7 @@ class Nemesis:
                 continue  # gone already
             except psutil.Error:
                 value = None  # unreadable: ours only if it is in our server's tree
-            if not owns(token, value) and pid not in tree:
+            if not owns(token, value) and not (handed and owns(handed, value)) and pid not in tree:
                 raise NemesisRefused(f"pid {pid} is not the lab's (LAB_OWNER={value!r}, ours {token!r}; "
                                      f"not a descendant of our server pid {root})")
 

@@ -141,15 +141,20 @@ class VhostNamespaces:
         node's start-up (the AMQP listener answers before the rabbit app reports started), adds
         the vhost and sets the permissions (rabbit:await_startup, rabbit_vhost:add,
         rabbit_auth_backend_internal:set_permissions: RabbitMQ 3.8+), tried 3 times 1 s apart;
-        else the commands it stands for. Raises ServiceError when neither works."""
+        else the commands it stands for. A vhost made before on this node (`prepared`) is not made
+        again. Raises ServiceError when neither works."""
         vhost = vhost_name(namespace)
+        prepared = self.__dict__.setdefault("prepared", set())  # made already: a restart keeps mnesia
         with self._lock:
+            if vhost in prepared:
+                return
             expr = (f'rabbit:await_startup(), rabbit_vhost:add(<<"{vhost}">>, <<"lab">>), '
                     f'rabbit_auth_backend_internal:set_permissions(<<"guest">>, <<"{vhost}">>, '
                     '<<".*">>, <<".*">>, <<".*">>, <<"lab">>).')
             for attempt in range(3):
                 try:
                     if self.ctl("eval", expr).strip() == "ok":
+                        prepared.add(vhost)
                         return
                 except ServiceError:
                     pass
@@ -158,6 +163,7 @@ class VhostNamespaces:
             if vhost not in self.ctl("list_vhosts", "--quiet", "--no-table-headers").split():
                 self.ctl("add_vhost", vhost)
             self.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+            prepared.add(vhost)
 
     def url_for(self, namespace: str, role: str = "broker") -> str:
         if role != "broker":
@@ -181,6 +187,9 @@ class RabbitMQServer(VhostNamespaces, Service):
         self.spawned: list[psutil.Process] = []
         self.plugins_dir: Path | None = None
         self._lock = threading.Lock()          # cells prepare concurrently
+        self.prepared: set[str] = set()        # vhosts made (kept across restarts: mnesia stays)
+        self.owner: str | None = None          # LAB_OWNER of the processes start() spawns (None: ours)
+        self.handed_owner: str | None = None   # LAB_OWNER of a node handed over (lab.services.spares)
 
     def start(self) -> "RabbitMQServer":
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -192,9 +201,10 @@ class RabbitMQServer(VhostNamespaces, Service):
         self._write_files()
         self.plugins_dir = trimmed_plugins_dir(self.bindir, self.workdir / "plugins")
         self.epmd_proc = spawn_server([self.epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
-                                      self.workdir / "epmd.log", env=self.env, cwd=self.workdir)
+                                      self.workdir / "epmd.log", env=self.env, cwd=self.workdir,
+                                      owner=self.owner)
         self.proc = spawn_server([str(self.bindir / "rabbitmq-server")], self.log_path,
-                                 env=self.env, cwd=self.workdir)
+                                 env=self.env, cwd=self.workdir, owner=self.owner)
         try:
             wait_until(lambda: self._alive() and port_open(self.host, self.epmd_port), timeout=10,
                        what=f"epmd on port {self.epmd_port}")

@@ -27,7 +27,7 @@ FINDINGS = {"catatonic-after-broker-fault", "no-reconnect-after-broker-fault", "
             "chord-callback-duplicate"}
 
 
-def run_broker_fault(tmp_path, hub, pool, broker, mode, profile="defaults"):
+def run_broker_fault(tmp_path, hub, pool, broker, mode, profile="defaults", spares_dir=None):
     import celery
     backend = resolve_backend("auto", broker)
     cell = Cell(celery.__version__, pool, broker, backend, "broker-fault", profile, mode)
@@ -35,7 +35,7 @@ def run_broker_fault(tmp_path, hub, pool, broker, mode, profile="defaults"):
     run_dir = create_run_dir(tmp_path, "bf")
     record = run_cell({"run_id": "bf", "run_dir": str(run_dir), "cell": cell.to_dict(),
                        "broker_url": services.broker_url, "backend_url": services.backend_url,
-                       "namespace": "bf", "profile": PROFILES[profile]})
+                       "namespace": "bf", "profile": PROFILES[profile], "spares_dir": spares_dir})
     outcome = record.outcome
     assert outcome.verdict.value != "error", (outcome.summary, outcome.evidence)
     if outcome.verdict.value == "n/a":
@@ -114,6 +114,36 @@ def test_each_fault_against_a_real_broker(tmp_path, hub, pool, broker, mode):
         assert "new_primary_port" in outcome.evidence["fault_detail"]
     if broker == "amqp" and mode.startswith("restart"):
         assert outcome.metrics["broker_data_survived"] is True  # durable queue, persistent message
+
+
+def test_a_node_booted_ahead_is_claimed_restarted_and_released(tmp_path, hub, monkeypatch):
+    """The runner's spare RabbitMQ node (lab.services.spares) stands in for the cell's own boot:
+    the cell claims it, restarts it (the new node is the cell's), and nothing is left."""
+    import time
+
+    import psutil
+
+    from lab.reaper import child_token, owner_token
+    from lab.services.rabbitmq import find_epmd, find_rabbit_bindir
+    from lab.services.spares import SpareNodes
+    _need(lambda: find_rabbit_bindir() and find_epmd(), "rabbitmq-server")
+    spares = SpareNodes(tmp_path / "spares", wanted=1)
+    try:
+        deadline = time.monotonic() + 90
+        while not list((tmp_path / "spares" / "ready").glob("*.json")) and time.monotonic() < deadline:
+            assert not spares.errors, spares.errors
+            time.sleep(0.2)
+        node = next(iter(spares.nodes.values()))
+        booted_pid = node.proc.pid
+        monkeypatch.setenv("LAB_OWNER", child_token(owner_token(), "cell"))  # a cell under this "runner"
+        record = run_broker_fault(tmp_path, hub, "prefork", "amqp", "restart", spares_dir=spares.dir)
+        assert "booted ahead by the runner" in record.outcome.evidence["broker_server"]
+        assert record.outcome.metrics["broker_data_survived"] is True
+        assert not list((tmp_path / "spares" / "ready").glob("*.json"))  # claimed
+        spares.release(tmp_path)
+        assert not psutil.pid_exists(booted_pid)  # killed by the cell, reaped by its "runner"
+    finally:
+        spares.close()
 
 
 def test_sqlite_broker_is_na_with_the_reason(tmp_path, hub):
