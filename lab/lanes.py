@@ -2,11 +2,12 @@
 
 Contract. `LaneGate(limit, auto)` is entered by a lane thread before it starts
 a cell (`with gate.admit(): ...`). With a fixed limit it is a semaphore. With
-`auto`, up to `limit` cells (default AUTO_LANES_PER_CORE × cores: 6) may run, but a new cell is
-admitted only while the host's CPU utilisation, sampled every 0.5 s by
-psutil over the last ~2 s, is under `busy` (default 0.7, a fraction of all
-cores), and no sooner than RAMP_S after the previous admission (so the
-load has seen it) — and always when nothing runs, so the run progresses. Cells are
+`auto`, up to `limit` cells (default AUTO_LANES_PER_CORE × cores) may run,
+but a new cell is admitted only while the host's CPU utilisation, sampled
+every 0.5 s by psutil over the last ~2 s, is under `busy` (default 0.7, a
+fraction of all cores), and no sooner than RAMP_S after the previous
+admission (so the load has seen it; SAMPLE_S while the load is under
+QUIET × `busy`) — and always when nothing runs, so the run progresses. Cells are
 mostly waiting (timeouts, sleeps, a broker's restore cadence), so more lanes
 than cores cost nothing until the CPU is busy; timing-sensitive cells then
 keep the CPU they need. Every admission is recorded (`gate.history`: lanes
@@ -39,6 +40,10 @@ WINDOW = 4  # samples: ~2 s
 # one dip all start their interpreters and servers at once (measured: 8 RabbitMQ broker-fault cells
 # admitted together drove the load average to 20 on 2 cores and a 28 s cell to 105 s).
 RAMP_S = 2 * SAMPLE_S  # two fresh samples (the whole 2 s window, with 8 lanes, ran 951 s against 823 s: not apart)
+# ...but on a quiet host one fresh sample is enough: in run 20261202-123112 (550 cells, up to 12 lanes) the
+# ramp alone held admissions to one a second through the second half, where short cells (silent-exit,
+# lifecycle-smoke: 2-5 s) ran 3-7 at a time at a load of 0.3-0.45 at admission
+QUIET = 0.6  # of `busy`: below it the next admission waits SAMPLE_S, not RAMP_S
 
 
 class LaneGate:
@@ -77,7 +82,8 @@ class LaneGate:
             return True
         if waited >= self.max_wait_s and self.running < (os.cpu_count() or 1):
             return True
-        if time.monotonic() - self._last_admit < RAMP_S:
+        ramp = SAMPLE_S if self.load < self.busy * QUIET else RAMP_S
+        if time.monotonic() - self._last_admit < ramp:
             return False
         return self.load < self.busy
 

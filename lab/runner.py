@@ -304,6 +304,8 @@ def _run_claimed(run_dir: Path, plan: dict, celery: str | None, only: list[str] 
             reaper.add("stop spare nodes", SPARES.close)
 
         def lane(cell: Cell) -> ResultRecord:
+            if static_na(cell):  # recorded without provisioning: no lane, no admission ramp
+                return run_one(plan, cell, run_dir, hub, token, generation)
             with gate.admit():
                 t0 = time.monotonic()
                 python = (pythons or {}).get(set_of(plan, cell))

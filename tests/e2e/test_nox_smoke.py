@@ -26,8 +26,11 @@ def smoke_run(tmp_path_factory):
         pytest.fail("nox is not on PATH: install the test extras (pip install -e .[test])")
     reports = tmp_path_factory.mktemp("reports")
     env = {**os.environ, "LAB_REPORTS_DIR": str(reports)}
-    proc = subprocess.run(["nox", "-s", "matrix", "--", "--matrix", "smoke"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=1400)
+    # its own envdir: nox's uv backend passes --clear, and uv refuses to clear a directory that is
+    # not (yet) a venv, which the suite's own .nox/ once had at that moment (a CI run of 1025d2e)
+    envdir = tmp_path_factory.mktemp("nox-envdir")
+    proc = subprocess.run(["nox", "--envdir", str(envdir), "-s", "matrix", "--", "--matrix", "smoke"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=1400)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)  # the whole output, for a failure the repr truncates
     (ARTIFACTS / "nox-smoke.log").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
     return proc, reports

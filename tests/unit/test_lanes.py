@@ -33,6 +33,14 @@ def test_an_idle_host_admits_again_only_after_the_ramp():
     gate = gate_with_load(0.1)
     gate.running, gate._last_admit = 1, time.monotonic()
     assert not gate._may_start(0.0)  # the load window has not seen the last cell yet
+    gate._last_admit = time.monotonic() - lanes.SAMPLE_S - 0.01
+    assert gate._may_start(0.0)  # quiet: one fresh sample is enough
+
+
+def test_a_host_past_quiet_waits_the_whole_ramp():
+    gate = gate_with_load(0.5)  # under busy (0.7), over QUIET x busy (0.42)
+    gate.running, gate._last_admit = 1, time.monotonic() - lanes.SAMPLE_S - 0.01
+    assert not gate._may_start(0.0)
     gate._last_admit = time.monotonic() - lanes.RAMP_S - 0.01
     assert gate._may_start(0.0)
     gate.running = gate.limit
