@@ -60,10 +60,11 @@ def _static_na(scenario: str, pool: str, broker: str, mode: str) -> str | None:
         return None
 
 
-# `lanes = "auto"` on 2 cores: the catalog's one-lane estimates of the default matrix (4545 s) against
-# its measured wall (run 20261202-052530: 509 s of cells, up to 8 lanes, bytecode compiled) is 8.9;
-# 8.5 keeps the planner's figure on the safe side (it was 4.5 with 6 lanes before bytecode)
-AUTO_LANES_SPEEDUP = 8.5
+# `lanes = "auto"` on 2 cores: the catalog's one-lane estimates of the default matrix against its measured
+# wall of cells: 4545 s in 509 s (8.9; run 20261202-052530, 305 cells, up to 8 lanes), 7444 s in 757 s and
+# 724 s (9.8, 10.3; runs -123112 and -124627, 550 cells, up to 12 lanes); 9.5 keeps the planner's figure on
+# the safe side (it was 4.5 with 6 lanes before bytecode)
+AUTO_LANES_SPEEDUP = 9.5
 
 
 def estimate_seconds(cells: list[Cell], lanes: int | str, versions: int) -> float:

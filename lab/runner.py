@@ -7,10 +7,13 @@ first) — resumable: an interrupted run is continued by running it again. It
 first claims the run dir (lab.resume: RunnerBusy if a live runner has it;
 leftovers of a dead one are killed) and starts a watchdog (lab.watchdog)
 that sweeps if this process is killed. Per cell it records an n/a that
-follows from the cell alone without provisioning (Scenario.not_for), else
+follows from the cell alone without provisioning or a lane
+(Scenario.not_for), else
 provisions fresh services through the ServiceHub (in this process;
 namespaces carry the claim's generation; none for a scenario that owns its
-broker), runs the cell process — forked from its set's cell server
+broker; a broker-fault cell on a local RabbitMQ may claim a node booted
+ahead, lab.services.spares, which this process kills and reaps after the
+cell), runs the cell process — forked from its set's cell server
 (lab.cellservers), or `python -m lab.cellrun` — with a child owner token, a
 time bound and a parent-death signal, and afterwards sweeps every process
 that token owns. A cell that produced no record (crash, timeout, unavailable broker)

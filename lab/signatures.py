@@ -216,7 +216,16 @@ BEHAVIOUR: dict[str, dict[str, str | tuple[str, ...]]] = {
     "chord-error-twice": {"title": "The chord body's errback runs more than once for one member failure"},
     "chord-duplicate": {"title": "A chord body ran more than once, or with wrong input"},
     "member-pending": {"title": "A chord member stays pending: the body never runs"},
-    "started-after-signal": {"title": "A worker started tasks after it received a shutdown signal"},
+    "started-after-signal": {"title": "A worker started tasks after it received a shutdown signal",
+                             "note": ("on the threads pool this is celery#10180 (a warm shutdown ran the "
+                                      "prefetched tasks), fixed by #10183 (executor.shutdown(cancel_futures=True) "
+                                      "in celery/concurrency/thread.py), first released in 5.7.0; gevent and "
+                                      "eventlet still show it on 5.7.0")},
+    "unrecoverable:NotImplementedError@base.py:terminate_job": {
+        "title": ("Unrecoverable NotImplementedError: the pool does not implement kill_job, so a cold shutdown "
+                  "(or revoke with terminate) cannot end the running task (threads, solo)"),
+        "issue_url": "https://github.com/celery/celery/issues/10490",
+        "note": "open upstream; PR #10491 proposes terminate_job for the threads pool"},
     "unacked-task-failed": {"title": "A never-acknowledged (prefetched or acks_late) task was marked failed "
                                      "by the shutdown instead of being requeued"},
     "unacked-task-lost": {"title": "A never-acknowledged task was neither redelivered nor left in the broker"},

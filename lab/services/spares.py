@@ -154,6 +154,9 @@ class SpareNodes:
             self.nodes[node_id] = server
         t0 = time.monotonic()
         server.start()
+        if self._stop.is_set():  # closed while it booted
+            self._discard(node_id)
+            return
         server.prepare(NAMESPACE)
         self.booted += 1
         info = {"id": node_id, "workdir": str(server.workdir), "port": server.port,
@@ -180,9 +183,14 @@ class SpareNodes:
                 pass
 
     def close(self) -> None:
+        """Stop booting and kill every node this process booted; returns within about 2 s. A boot
+        still under way ends on the booter thread, which kills its node once it answers (and the
+        kernel kills it with this process: lab.lifetime)."""
         self._stop.set()
-        self._thread.join(timeout=100)
         for node_id in list(self.nodes):
+            self._discard(node_id)
+        self._thread.join(timeout=2)
+        for node_id in list(self.nodes):  # registered while the first pass ran
             self._discard(node_id)
 
 
