@@ -52,6 +52,8 @@ TIMING = ("shutdown-race", "silent-exit")
 
 
 def run(matrix: str, lanes: str, reports: Path, only: list[str] | None = None) -> tuple[Path, float]:
+    """Plan `matrix` into a fresh run dir under `reports` and run it with `lanes` (only the cell
+    ids in `only`, when given); returns the run dir and its wall time in seconds."""
     run_id = f"bench-{lanes}-{int(time.time())}"
     subprocess.run([sys.executable, "-m", "lab", "plan", "--matrix", matrix, "--run-id", run_id,
                     "--reports", str(reports), "--over-budget"], check=True, cwd=REPO)
@@ -120,6 +122,9 @@ def main() -> None:
         known = {r.cell_id for r in read_records([args.not_in])}
         cells = [c for c in cells if c.cell_id not in known]
         only = [c.cell_id for c in cells]
+        if not only:
+            print(f"every cell of matrix {args.matrix} has a record in {args.not_in}: nothing to run")
+            return
     print(f"matrix {args.matrix}: {len(cells)} cells, estimated work {sum(map(cell_estimate, cells)):.0f}s; "
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
     for n in (2, 4, 8):

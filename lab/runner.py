@@ -35,6 +35,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 from lab import __version__, hostinfo
 from lab.matrix import Cell
@@ -112,9 +113,9 @@ def wants_spare_node(cell: Cell) -> bool:
             and choose_provider("rabbitmq") == "local")
 
 
-def spread(cells: list[Cell], wanted, share: float = 0.6) -> list[Cell]:
+def spread(cells: list[Cell], wanted: Callable[[Cell], bool], share: float = 0.6) -> list[Cell]:
     """`cells` with those for which `wanted(cell)` is true spread evenly over the first `share`
-    of the others (their own order kept, the first after one gap), so that one booter thread
+    (a fraction, 0-1) of the others (both orders kept, the first after one gap), so that one booter thread
     (lab.services.spares: ~5-8 s a node) keeps up with them instead of meeting them all at
     the start of a longest-first schedule (issue 15: 33 attempts within its first 2 minutes)."""
     picked = [c for c in cells if wanted(c)]
@@ -177,6 +178,8 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str,
                                 "backend_server": f"{services.backend.kind} {services.backend.version}"},
             "rerun": rerun_command(plan, cell), "set": set_of(plan, cell), "lanes": lanes or {},
             "spares_dir": SPARES.dir if SPARES is not None and wants_spare_node(cell) else None}
+    if SPARES is not None and wants_spare_node(cell) and not SPARES.has_ready():
+        SPARES.forgo(1)  # its first attempt boots its own node
     spec_path = cell_dir / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=2))
     cell_token = child_token(token, namespace)
@@ -308,7 +311,9 @@ def _run_claimed(run_dir: Path, plan: dict, celery: str | None, only: list[str] 
 
         def lane(cell: Cell) -> ResultRecord:
             if static_na(cell):  # recorded without provisioning: no lane, no admission ramp
-                return run_one(plan, cell, run_dir, hub, token, generation)
+                record = run_one(plan, cell, run_dir, hub, token, generation)
+                progress.update(record, 0.0)
+                return record
             with gate.admit():
                 t0 = time.monotonic()
                 python = (pythons or {}).get(set_of(plan, cell))

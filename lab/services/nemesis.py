@@ -45,6 +45,7 @@ from lab.faults.broker import SENTINEL_MASTER, BrokerFault, FaultPlan
 from lab.reaper import OWNER_ENV, owner_token, owns
 from lab.services import BROKER_SERVER, URL_ENV, choose_provider, make_service
 from lab.services.base import Service, ServiceError, stop_process, wait_until
+from lab.services.spares import spare_token
 from lab.waits import hold
 
 DEFAULT_PORTS = {6379, 26379, 5672, 15672, 25672, 4369, 5432, 3306}
@@ -87,18 +88,20 @@ def provision(broker: str, fault: BrokerFault | str, workdir: Path,
     if reason:
         raise ServiceError(reason)
     kind, provider = BROKER_SERVER[broker], choose_provider(BROKER_SERVER[broker])
-    handed = None
+    service = None
     if kind == "rabbitmq" and provider == "local" and spares_dir:
         from lab.services import spares
         handed = spares.claim(spares_dir, Path(workdir))
-    if handed is not None:
-        from lab.services.spares import adopt
-        service = adopt(handed, Path(workdir))
-    else:
+        try:
+            service = spares.adopt(handed) if handed is not None else None
+        except ServiceError:
+            service = None  # it does not answer: boot our own, as without spares
+    handed = service is not None
+    if service is None:
         service = make_service(kind, Path(workdir) / kind, provider)
     nemesis = Nemesis(broker, service, Path(workdir))
     try:
-        if handed is None:
+        if not handed:
             service.start()
         service.prepare(NAMESPACE)
         if fault is BrokerFault.FAILOVER:
@@ -107,6 +110,18 @@ def provision(broker: str, fault: BrokerFault | str, workdir: Path,
         nemesis.close()
         raise
     return nemesis
+
+
+def keep_logs(node_dir: Path, into: Path) -> None:
+    """Copy a handed-over node's logs (its dir is the runner's, removed at the run's end) into
+    the cell's workdir, so its evidence stays with the run. Best effort."""
+    import shutil
+    try:
+        into.mkdir(parents=True, exist_ok=True)
+        for path in [*node_dir.glob("*.log"), *(node_dir / "log").glob("*.log")]:
+            shutil.copy2(path, into / path.name)
+    except OSError:
+        pass
 
 
 def _pid_of(proc) -> int | None:
@@ -170,8 +185,9 @@ class Nemesis:
             raise NemesisRefused(f"refusing to signal {service.kind} on port {service.port} (pids {pids})")
         token = owner_token()
         handed = getattr(service, "handed_owner", None)
-        if handed and not owns(token.rpartition("/")[0], handed):
-            raise NemesisRefused(f"handed-over node's owner {handed!r} is not our runner's ({token!r})")
+        if handed and handed.rpartition("/")[0] != spare_token(token.rpartition("/")[0]):
+            raise NemesisRefused(f"handed-over node's owner {handed!r} is not our runner's spare token "
+                                 f"(ours {token!r})")
         root = _pid_of(getattr(service, "proc", None))
         tree: set[int] = set()
         try:
@@ -337,3 +353,5 @@ class Nemesis:
             self.service.discard()      # the primary (after a failover: the old one, already down)
         except Exception:
             pass
+        if getattr(self.service, "handed_owner", None) and self.service.workdir:
+            keep_logs(Path(self.service.workdir), self.workdir / "rabbitmq-logs")
