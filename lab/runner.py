@@ -176,10 +176,11 @@ def run_one(plan: dict, cell: Cell, run_dir: Path, hub: ServiceHub, token: str,
             "services": services.describe(),
             "server_versions": {"broker_server": f"{services.broker.kind} {services.broker.version}",
                                 "backend_server": f"{services.backend.kind} {services.backend.version}"},
-            "rerun": rerun_command(plan, cell), "set": set_of(plan, cell), "lanes": lanes or {},
-            "spares_dir": SPARES.dir if SPARES is not None and wants_spare_node(cell) else None}
-    if SPARES is not None and wants_spare_node(cell) and not SPARES.has_ready():
-        SPARES.forgo(1)  # its first attempt boots its own node
+            "rerun": rerun_command(plan, cell), "set": set_of(plan, cell), "lanes": lanes or {}}
+    if SPARES is not None and wants_spare_node(cell):
+        spec["spares_dir"] = SPARES.dir
+        if not SPARES.has_ready():
+            SPARES.forgo(1)  # its first attempt boots its own node
     spec_path = cell_dir / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=2))
     cell_token = child_token(token, namespace)

@@ -45,7 +45,7 @@ from lab.faults.broker import SENTINEL_MASTER, BrokerFault, FaultPlan
 from lab.reaper import OWNER_ENV, owner_token, owns
 from lab.services import BROKER_SERVER, URL_ENV, choose_provider, make_service
 from lab.services.base import Service, ServiceError, stop_process, wait_until
-from lab.services.spares import spare_token
+from lab.services import spares
 from lab.waits import hold
 
 DEFAULT_PORTS = {6379, 26379, 5672, 15672, 25672, 4369, 5432, 3306}
@@ -89,13 +89,12 @@ def provision(broker: str, fault: BrokerFault | str, workdir: Path,
         raise ServiceError(reason)
     kind, provider = BROKER_SERVER[broker], choose_provider(BROKER_SERVER[broker])
     service = None
-    if kind == "rabbitmq" and provider == "local" and spares_dir:
-        from lab.services import spares
-        handed = spares.claim(spares_dir, Path(workdir))
+    info = spares.claim(spares_dir, Path(workdir)) if kind == "rabbitmq" and provider == "local" else None
+    if info is not None:
         try:
-            service = spares.adopt(handed) if handed is not None else None
+            service = spares.adopt(info)
         except ServiceError:
-            service = None  # it does not answer: boot our own, as without spares
+            pass  # it does not answer: boot our own, as without spares
     handed = service is not None
     if service is None:
         service = make_service(kind, Path(workdir) / kind, provider)
@@ -185,7 +184,7 @@ class Nemesis:
             raise NemesisRefused(f"refusing to signal {service.kind} on port {service.port} (pids {pids})")
         token = owner_token()
         handed = getattr(service, "handed_owner", None)
-        if handed and handed.rpartition("/")[0] != spare_token(token.rpartition("/")[0]):
+        if handed and handed.rpartition("/")[0] != spares.spare_token(token.rpartition("/")[0]):
             raise NemesisRefused(f"handed-over node's owner {handed!r} is not our runner's spare token "
                                  f"(ours {token!r})")
         root = _pid_of(getattr(service, "proc", None))
