@@ -56,6 +56,12 @@ class CellContext:
             self._client = make_app({**self.worker_env, "LAB_QUEUE": self.queue}, name="lab-client")
         return self._client
 
+    def forget_results(self) -> None:
+        """Before the result backend goes away (a nemesis, teardown): see
+        `drop_result_subscriptions`; the client subscribes anew on its next send."""
+        if self._client is not None:
+            drop_result_subscriptions(self._client)
+
     @property
     def journal(self) -> Path:
         return self.workdir / "journal.jsonl"
@@ -93,10 +99,12 @@ class CellContext:
 
     def teardown(self) -> list[dict]:
         if self._client is not None:
+            self.forget_results()
             try:
                 self._client.close()
             except Exception:
                 pass
+            self._client = None
         leftovers = []
         for controller in self.workers:
             leftovers.extend(controller.teardown())
@@ -111,6 +119,35 @@ class CellContext:
     def faults(self) -> list[dict]:
         found = [f for w in self.workers for f in w.faults] + list(self.fault_log)
         return sorted(found, key=lambda f: f["mono"])
+
+
+def drop_result_subscriptions(app) -> None:
+    """Forget the client's pending results before its services go away.
+
+    Every AsyncResult that `send_task` returned unsubscribes from the result backend
+    when it is garbage-collected (`AsyncResult.__del__` -> `cancel_for`, celery/result.py
+    and celery/backends/redis.py, 5.x). Results caught in reference cycles are collected
+    later, in whatever code runs then; once their Redis is stopped, each collection
+    retries the reconnect 20 times, 1 s apart (`result_backend_always_retry` policy),
+    and raises RuntimeError: a later attempt, or a later cell in the same process, would
+    stall 20 s per collection (seen in CI: 156 s of one shutdown-race attempt). With the
+    pubsub closed and nothing subscribed, `cancel_for` touches no connection. Only the
+    calling thread's backend is reached (Celery keeps one per thread unless it is
+    thread-safe); never raises."""
+    # only a backend already made (never build one here): 5.5+ may cache a thread-safe one
+    backend = getattr(app, "_backend_cache", None) or getattr(getattr(app, "_local", None), "backend", None)
+    if backend is None:
+        return
+    consumer = getattr(backend, "result_consumer", None)
+    try:
+        for mapping in getattr(backend, "_pending_results", ()):
+            mapping.clear()
+        if consumer is not None and getattr(consumer, "_pubsub", None) is not None:
+            pubsub, consumer._pubsub = consumer._pubsub, None
+            getattr(consumer, "subscribed_to", set()).clear()
+            pubsub.close()
+    except Exception:
+        pass
 
 
 class Scenario:

@@ -98,6 +98,7 @@ class BrokerFaultScenario(Scenario):
         marker_queue = f"{ctx.queue}.marker"
         obs["marker_before"] = look.put_marker(ctx.worker_env, marker_queue)
         log_at_fault = len(worker.log_text())
+        ctx.forget_results()  # a result collected while Redis is down would stall the nemesis 20 s
         with waiting("hold"):  # the fault itself (stop, down time, start) is the scenario's design
             fault = nemesis.apply(plan)
         back = fault["back_mono"]

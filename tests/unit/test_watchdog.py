@@ -58,3 +58,35 @@ def test_a_normal_end_disarms_the_watchdog(tmp_path, owner_token):
     while psutil.pid_exists(dog) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not psutil.pid_exists(dog) or psutil.Process(dog).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_dir_recreated_after_its_removal_is_removed_again(tmp_path, monkeypatch):
+    """A writer that escaped the sweep recreates the dir without its owner.json: the
+    watchdog still knows it was the dead runner's, and removes it until it stays gone."""
+    import json
+    import threading
+    import types
+
+    from lab import watchdog
+    from lab.reaper import OWNER_FILE
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    path = tmp_path / "lab-services-x"
+    path.mkdir()
+    (path / OWNER_FILE).write_text(json.dumps({"pid": 2 ** 22 + 7, "start": 1.0, "token": "t/r"}))
+    monkeypatch.setattr(watchdog, "find_owned", lambda token: [])
+    recreated = threading.Event()
+
+    def late_writer():
+        while path.exists():
+            time.sleep(0.005)
+        (path / "sub").mkdir(parents=True)  # as a process that was still running would
+        recreated.set()
+
+    # the watchdog's pause after a removal lasts until the writer has been: no timing in the test
+    monkeypatch.setattr(watchdog, "time", types.SimpleNamespace(
+        sleep=lambda s: recreated.wait(5), monotonic=time.monotonic))
+    writer = threading.Thread(target=late_writer)
+    writer.start()
+    removed, left = watchdog.remove_dirs("t/r", time.monotonic() + 5.0)
+    writer.join(5)
+    assert recreated.is_set() and removed == [path] and left == [] and not path.exists()
