@@ -5,6 +5,7 @@ Prints figures; asserts nothing (tests never assert timings).
     nox -s bench -- matrix --matrix default --lanes 1 auto     # the issue-15 figures
     python bench/bench_matrix.py --matrix smoke --lanes 1 2 auto
     python bench/bench_matrix.py --analyze reports/runs/<id> [reports/runs/<id2>]  # figures of runs already made
+    python bench/bench_matrix.py --analyze reports/runs/<id> --by-scenario  # where each scenario's time went
     python bench/bench_matrix.py --matrix default --lanes 1 --not-in reports/reference  # cells added since
 
 For each lanes value it plans the matrix into a fresh run dir under
@@ -82,6 +83,25 @@ def figures(records: list, wall: float | None = None) -> str:
             + (f", lanes in use at admission median {lanes[len(lanes) // 2]} max {lanes[-1]}" if lanes else ""))
 
 
+def by_scenario(records: list) -> str:
+    """A table of where each scenario's cell time went, in seconds: hold and observe (inherent),
+    the workers' start-to-ready, the rest (the lab's own), CPU; n/a cells left out."""
+    rows: dict[str, list[float]] = {}
+    for r in records:
+        waits = r.outcome.metrics.get("waits")
+        if not waits or r.outcome.verdict.value == "n/a":
+            continue
+        row = rows.setdefault(r.cell["scenario"] if isinstance(r.cell, dict) else r.cell.scenario, [0.0] * 7)
+        own = r.duration_s - float(waits.get("inherent") or 0) - float(waits.get("start") or 0)
+        for i, value in enumerate((1, r.duration_s, waits.get("hold"), waits.get("observe"),
+                                   waits.get("start"), own, sum((r.outcome.metrics.get("cpu_s") or {}).values()))):
+            row[i] += float(value or 0)
+    head = f"  {'scenario':26s} {'cells':>5s} {'time':>7s} {'hold':>7s} {'observe':>7s} {'start':>6s} {'own':>6s} {'cpu':>6s}"
+    lines = [head] + [f"  {name:26s} {int(v[0]):5d} " + " ".join(f"{x:{w}.0f}" for x, w in zip(v[1:], (7, 7, 7, 6, 6, 6)))
+                      for name, v in sorted(rows.items(), key=lambda kv: -kv[1][1])]
+    return "\n".join(lines)
+
+
 def disagreement(first: dict, outcomes: dict) -> str:
     """Words for the cells of `outcomes` that do not agree (lab.verdict.agree) with `first`'s."""
     differ = sorted(c for c in outcomes if c in first and not agree(first[c], outcomes[c]))
@@ -90,11 +110,13 @@ def disagreement(first: dict, outcomes: dict) -> str:
             + (f"; {len(differ) - len(real)} timing-sensitive differ" if len(differ) > len(real) else ""))
 
 
-def analyze(run_dirs: list[Path]) -> None:
+def analyze(run_dirs: list[Path], by: bool = False) -> None:
     first: dict | None = None
     for run_dir in run_dirs:
         records = list(read_records([run_dir]))
         print(f"{run_dir}: {figures(records)}")
+        if by:
+            print(by_scenario(records))
         outcomes = {r.cell_id: r.outcome for r in records}
         if first is None:
             first = outcomes
@@ -111,9 +133,11 @@ def main() -> None:
                         help="run only the matrix's cells that RUN_DIR has no record of (e.g. cells added since it)")
     parser.add_argument("--analyze", nargs="+", type=Path, default=None,
                         help="print the figures of existing run dirs (the first is the baseline) and run nothing")
+    parser.add_argument("--by-scenario", action="store_true",
+                        help="with --analyze: where each scenario's cell time went (hold, observe, start, own, CPU)")
     args = parser.parse_args()
     if args.analyze:
-        analyze(args.analyze)
+        analyze(args.analyze, args.by_scenario)
         return
     reports = args.reports or Path(tempfile.mkdtemp(prefix="lab-bench-matrix-"))
     cells = load_matrix(args.matrix).cells()
