@@ -128,8 +128,9 @@ def drop_result_subscriptions(app) -> None:
     when it is garbage-collected (`AsyncResult.__del__` -> `cancel_for`, celery/result.py
     and celery/backends/redis.py, 5.x). Results caught in reference cycles are collected
     later, in whatever code runs then; once their Redis is stopped, each collection
-    retries the reconnect 20 times, 1 s apart (`result_backend_always_retry` policy),
-    and raises RuntimeError: a later attempt, or a later cell in the same process, would
+    retries the reconnect 20 times, 1 s apart (`ResultConsumer.reconnect_on_error`,
+    added by celery PR #5921 for celery#5919; the backend's default retry_policy), and
+    raises RuntimeError: a later attempt, or a later cell in the same process, would
     stall 20 s per collection (seen in CI: 156 s of one shutdown-race attempt). With the
     pubsub closed and nothing subscribed, `cancel_for` touches no connection. Only the
     calling thread's backend is reached (Celery keeps one per thread unless it is
