@@ -25,6 +25,8 @@ import time
 from typing import Any
 
 import psutil
+
+from lab.scenarios.base import drop_result_subscriptions
 from lab.waits import hold
 
 PROBE_PUBLISH_BOUND_S = 15.0
@@ -119,6 +121,7 @@ def publish_probes(env: dict[str, str], queue: str, n: int, seconds: float = 0.1
                         break
                     hold(0.5)
     finally:
+        drop_result_subscriptions(app)  # its results must not reconnect once the cell's broker is gone
         try:
             app.close()
         except Exception:
