@@ -92,7 +92,7 @@ def by_scenario(records: list) -> str:
         if not waits or r.outcome.verdict.value == "n/a":
             continue
         row = rows.setdefault(r.cell["scenario"] if isinstance(r.cell, dict) else r.cell.scenario, [0.0] * 7)
-        own = r.duration_s - float(waits.get("inherent") or 0) - float(waits.get("start") or 0)
+        own = r.duration_s - sum(float(waits.get(k) or 0) for k in ("hold", "observe", "start"))
         for i, value in enumerate((1, r.duration_s, waits.get("hold"), waits.get("observe"),
                                    waits.get("start"), own, sum((r.outcome.metrics.get("cpu_s") or {}).values()))):
             row[i] += float(value or 0)

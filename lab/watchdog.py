@@ -9,7 +9,8 @@ then SIGKILLs every process `TOKEN` still owns (forked pool children, a
 server that changed user, anything a dead cell left), removes the lab temp
 dirs `TOKEN` owned whose owner process is gone (until they stay removed), and
 prints what it did and `hint` (the exact resume command) on the runner's
-stdout. Bounded: sweep and removal repeat for at most SWEEP_S seconds. Exit status 0 after a sweep that left nothing, 1 otherwise.
+stdout. Bounded: sweep and removal repeat for at most SWEEP_S seconds. Exit status 0 after a sweep that left nothing (no process, no
+dir), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def main(argv: list[str]) -> int:
           + (f"; could not remove {', '.join(map(str, left))}" if left else ""), flush=True)
     if hint:
         print(f"resume: {hint}", flush=True)
-    return 1 if survivors else 0
+    return 1 if survivors or left else 0
 
 
 if __name__ == "__main__":

@@ -135,7 +135,7 @@ def drop_result_subscriptions(app) -> None:
     pubsub closed and nothing subscribed, `cancel_for` touches no connection. Only the
     calling thread's backend is reached (Celery keeps one per thread unless it is
     thread-safe); never raises."""
-    # only a backend already made (never build one here): 5.5+ may cache a thread-safe one
+    # only a backend already made (never build one here); a thread-safe one is cached app-wide
     backend = getattr(app, "_backend_cache", None) or getattr(getattr(app, "_local", None), "backend", None)
     if backend is None:
         return

@@ -44,7 +44,7 @@ from typing import Any
 from lab.faults.eviction import EvictionPlan, apply_eviction
 from lab.journal import select
 from lab.observers.drain import drain
-from lab.scenarios.base import CellContext, Scenario
+from lab.scenarios.base import CellContext, Scenario, drop_result_subscriptions
 from lab.observers.broker_snapshot import snapshot
 from lab.observers.exit import exit_observation, judge_start_failure
 from lab.scenarios.shutdown_semantics import ledger
@@ -87,10 +87,13 @@ class Publisher(threading.Thread):
 
     def run(self) -> None:
         n, t0 = 0, time.monotonic()
-        while not self.halt.is_set():
-            self.send(f"pub-{n}", TASK_S)
-            n += 1
-            self.halt.wait(max(0.0, t0 + n / RATE_PER_S - time.monotonic()))
+        try:
+            while not self.halt.is_set():
+                self.send(f"pub-{n}", TASK_S)
+                n += 1
+                self.halt.wait(max(0.0, t0 + n / RATE_PER_S - time.monotonic()))
+        finally:  # this thread's own backend (Celery keeps one per thread): the cell's teardown cannot
+            drop_result_subscriptions(self.app)  # reach it, and its results must not reconnect later
 
 
 class PublishThroughShutdown(Scenario):

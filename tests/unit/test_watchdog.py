@@ -77,7 +77,10 @@ def test_a_dir_recreated_after_its_removal_is_removed_again(tmp_path, monkeypatc
     recreated = threading.Event()
 
     def late_writer():
+        bound = time.monotonic() + 10.0
         while path.exists():
+            if time.monotonic() > bound:
+                return
             time.sleep(0.005)
         (path / "sub").mkdir(parents=True)  # as a process that was still running would
         recreated.set()
@@ -85,7 +88,7 @@ def test_a_dir_recreated_after_its_removal_is_removed_again(tmp_path, monkeypatc
     # the watchdog's pause after a removal lasts until the writer has been: no timing in the test
     monkeypatch.setattr(watchdog, "time", types.SimpleNamespace(
         sleep=lambda s: recreated.wait(5), monotonic=time.monotonic))
-    writer = threading.Thread(target=late_writer)
+    writer = threading.Thread(target=late_writer, daemon=True)
     writer.start()
     removed, left = watchdog.remove_dirs("t/r", time.monotonic() + 5.0)
     writer.join(5)
