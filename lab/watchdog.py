@@ -9,8 +9,8 @@ then SIGKILLs every process `TOKEN` still owns (forked pool children, a
 server that changed user, anything a dead cell left), removes the lab temp
 dirs `TOKEN` owned whose owner process is gone (until they stay removed), and
 prints what it did and `hint` (the exact resume command) on the runner's
-stdout. Bounded: sweep and removal repeat for at most SWEEP_S seconds. Exit status 0 after a sweep that left nothing (no process, no
-dir), 1 otherwise.
+stdout. Bounded: sweep and removal repeat for at most SWEEP_S seconds. Exit
+status 0 after a sweep that left nothing (no process, no dir), 1 otherwise.
 """
 
 from __future__ import annotations
