@@ -42,8 +42,10 @@ WINDOW = 4  # samples: ~2 s
 RAMP_S = 2 * SAMPLE_S  # two fresh samples (the whole 2 s window, with 8 lanes, ran 951 s against 823 s: not apart)
 # ...but on a quiet host one fresh sample is enough: in run 20261202-123112 (550 cells, up to 12 lanes) the
 # ramp alone held admissions to one a second through the second half, where short cells (silent-exit,
-# lifecycle-smoke: 2-5 s) ran 3-7 at a time at a load of 0.3-0.45 at admission
-QUIET = 0.6  # of `busy`: below it the next admission waits SAMPLE_S, not RAMP_S
+# lifecycle-smoke: 2-5 s) ran 3-7 at a time at a load of 0.3-0.45 at admission. At 0.6 the tail of run
+# 20261204-024948 (80 silent-exit cells, ~0.6 CPU-s each) was still held to one a second: admitted at a
+# load of 0.43, just over 0.42, with the host 45 % busy for its last ~2 minutes.
+QUIET = 0.75  # of `busy`: below it the next admission waits SAMPLE_S, not RAMP_S
 
 
 class LaneGate:

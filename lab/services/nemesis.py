@@ -98,6 +98,8 @@ def provision(broker: str, fault: BrokerFault | str, workdir: Path,
     handed = service is not None
     if service is None:
         service = make_service(kind, Path(workdir) / kind, provider)
+        if getattr(service, "boot_vhost", False) is None:  # a local RabbitMQ makes NAMESPACE at its boot
+            service.boot_vhost = NAMESPACE
     nemesis = Nemesis(broker, service, Path(workdir))
     try:
         if not handed:

@@ -114,7 +114,7 @@ def adopt(info: dict[str, Any]):
     cookie and mnesia dir; stop/start/discard work as on a node the caller booted. Raises
     ServiceError when the node does not answer (the caller then boots its own)."""
     from lab.services.rabbitmq import RabbitMQServer
-    server = RabbitMQServer(Path(info["workdir"]))
+    server = RabbitMQServer(Path(info["workdir"]), boot_vhost=info["vhost"])  # the same rabbitmq.conf on a restart
     server.port, server.dist_port, server.epmd_port = info["port"], info["dist_port"], info["epmd_port"]
     server.nodename, server.version = info["nodename"], info["version"]
     server.log_path = Path(info["workdir"]) / "rabbitmq.log"
@@ -182,7 +182,7 @@ class SpareNodes:
 
     def _boot(self, node_id: str) -> None:
         from lab.services.rabbitmq import RabbitMQServer
-        server = RabbitMQServer(self.workdir / node_id)
+        server = RabbitMQServer(self.workdir / node_id, boot_vhost=NAMESPACE)
         server.owner = child_token(self.owner, node_id)  # only this node's processes
         with self._lock:
             if self._stop.is_set():
