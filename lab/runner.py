@@ -105,6 +105,14 @@ def owns_broker(cell: Cell) -> bool:
         return False
 
 
+def shared_namespaces(cells: list[Cell], kind: str, run_id: str, generation: int) -> list[str]:
+    """The namespaces of the cells that will use the run's shared `kind` server as their broker
+    (not n/a from the cell alone, not owning a broker of their own)."""
+    from lab.services import BROKER_SERVER
+    return [namespace_for(c, run_id, generation) for c in cells
+            if BROKER_SERVER.get(c.broker) == kind and not owns_broker(c) and not static_na(c)]
+
+
 def wants_spare_node(cell: Cell) -> bool:
     """The cell boots a RabbitMQ node of its own per attempt, which a spare can stand in for:
     a broker-fault cell on a local RabbitMQ that is not n/a from the cell alone."""
@@ -299,6 +307,7 @@ def _run_claimed(run_dir: Path, plan: dict, celery: str | None, only: list[str] 
         reaper.add(f"rm {tmp}", lambda: shutil.rmtree(tmp, ignore_errors=True))
         hub = ServiceHub(tmp)
         reaper.add("stop services", hub.close)
+        hub.prepare_ahead("rabbitmq", shared_namespaces(cells, "rabbitmq", plan["run_id"], generation))
         reaper.add("sweep run processes", lambda: kill_owned(token))
         global SERVERS, SPARES
         SERVERS = CellServers(tmp) if os.environ.get("LAB_CELL_SERVER", "1") != "0" else None

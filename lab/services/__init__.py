@@ -148,6 +148,13 @@ class ServiceHub:
         self._owned: list[Service] = []
         self._lock = threading.Lock()
         self._kind_locks: dict[str, threading.Lock] = {}
+        self.ahead: dict[str, list[str]] = {}  # kind -> namespaces a shared server prepares at its start
+
+    def prepare_ahead(self, kind: str, namespaces: list[str]) -> None:
+        """Have the shared `kind` server, when it starts, prepare every one of `namespaces` at once
+        (a server with `prepare_many`: RabbitMQ, one rabbitmqctl call for the run's vhosts instead
+        of one per cell); a failure there leaves each cell to prepare its own, as before."""
+        self.ahead[kind] = list(namespaces)
 
     def _start(self, kind: str, workdir: Path) -> Service:
         service = make_service(kind, workdir, choose_provider(kind, self.provider))
@@ -161,7 +168,13 @@ class ServiceHub:
             kind_lock = self._kind_locks.setdefault(kind, threading.Lock())
         with kind_lock:  # one start per kind, however many lanes ask at once
             if kind not in self._shared:
-                self._shared[kind] = self._start(kind, self.workdir / kind)
+                service = self._start(kind, self.workdir / kind)
+                if self.ahead.get(kind) and hasattr(service, "prepare_many"):
+                    try:
+                        service.prepare_many(self.ahead[kind])
+                    except ServiceError:
+                        pass  # each cell prepares its own namespace, as without it
+                self._shared[kind] = service
             return self._shared[kind]
 
     def _service(self, kind: str, cell_dir: Path, cache: dict) -> Service:

@@ -11,8 +11,8 @@ sees; the second boot of a restart stays inside the fault, in the cell.
 Contract.
 - Runner: `SpareNodes(workdir, wanted)` boots nodes on one thread, at most
   AHEAD ready and unclaimed at a time, until `wanted` (the planned attempts
-  of RabbitMQ broker-fault cells) were booted, each with vhost NAMESPACE prepared,
-  and writes `<workdir>/ready/<id>.json` once a node answers. Its processes
+  of RabbitMQ broker-fault cells) were booted, each with vhost NAMESPACE made by
+  the blank node at its first boot (`boot_vhost`: no rabbitmqctl call), and writes `<workdir>/ready/<id>.json` once a node answers. Its processes
   carry the runner's token + "/spares/<id>" (the run's sweep finds them, a
   cell's does not) and die with the runner (lab.lifetime). `release(cell_dir)`
   kills and reaps the nodes the cell claimed (the cell has usually killed
