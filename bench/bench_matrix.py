@@ -24,7 +24,10 @@ For each lanes value it plans the matrix into a fresh run dir under
   - speed-up against the first lanes value, and whether every deterministic
     cell agrees with that run's (lab.verdict.agree: the same findings; for a
     repeated cell, overlapping k/n intervals of every finding);
-  - the balance of `lab plan --shards N` for N = 2, 4, 8 (largest / mean).
+  - the balance of `lab plan --shards N` for N = 2, 4, 8 (largest / mean);
+  - with --analyze, the host's speed through each run (lab.hostspeed: the
+    same work cost up to 2x the CPU from one hour to the next on this kind
+    of machine, so compare walls and CPU only beside it).
 
 Run one heavy job at a time: timing-sensitive cells lie under load.
 """
@@ -42,6 +45,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from lab.hostspeed import SPEED_FILE, read_samples, summarize  # noqa: E402
 from lab.matrix import load_matrix  # noqa: E402
 from lab.plan import cell_estimate  # noqa: E402
 from lab.results import read_records  # noqa: E402
@@ -102,6 +106,16 @@ def by_scenario(records: list) -> str:
     return "\n".join(lines)
 
 
+def host_speed(run_dir: Path) -> str:
+    """Words for the run's host-speed samples (lab.hostspeed: CPU seconds of a fixed workload; higher
+    is slower), or why there are none."""
+    found = summarize(read_samples(Path(run_dir) / SPEED_FILE))
+    if not found:
+        return "host speed: not sampled (a run before lab.hostspeed)"
+    return (f"host speed: calibration {found['median_s'] * 1000:.0f} ms CPU median over {found['samples']} "
+            f"samples ({found['min_s'] * 1000:.0f}-{found['max_s'] * 1000:.0f} ms; higher is a slower host)")
+
+
 def disagreement(first: dict, outcomes: dict) -> str:
     """Words for the cells of `outcomes` that do not agree (lab.verdict.agree) with `first`'s."""
     differ = sorted(c for c in outcomes if c in first and not agree(first[c], outcomes[c]))
@@ -115,6 +129,7 @@ def analyze(run_dirs: list[Path], by: bool = False) -> None:
     for run_dir in run_dirs:
         records = list(read_records([run_dir]))
         print(f"{run_dir}: {figures(records)}")
+        print(f"  {host_speed(run_dir)}")
         if by:
             print(by_scenario(records))
         outcomes = {r.cell_id: r.outcome for r in records}

@@ -41,6 +41,7 @@ from lab import __version__, hostinfo
 from lab.matrix import Cell
 from lab.plan import cell_estimate, load_plan, plan_cells, rerun_command, set_of, static_na
 from lab.progress import Progress
+from lab.hostspeed import SPEED_FILE, SpeedLog
 from lab.lanes import LaneGate
 from lab.lifetime import popen
 from lab.reaper import (OWNER_ENV, Reaper, child_token, ensure_scope, kill_owned, owned_temp_dir, owner_token,
@@ -308,6 +309,8 @@ def _run_claimed(run_dir: Path, plan: dict, celery: str | None, only: list[str] 
         hub = ServiceHub(tmp)
         reaper.add("stop services", hub.close)
         hub.prepare_ahead("rabbitmq", shared_namespaces(cells, "rabbitmq", plan["run_id"], generation))
+        speed = SpeedLog(run_dir / SPEED_FILE)  # how fast the host is, beside how busy (lab.hostspeed)
+        reaper.add("stop host speed log", speed.close)
         reaper.add("sweep run processes", lambda: kill_owned(token))
         global SERVERS, SPARES
         SERVERS = CellServers(tmp) if os.environ.get("LAB_CELL_SERVER", "1") != "0" else None
@@ -328,7 +331,8 @@ def _run_claimed(run_dir: Path, plan: dict, celery: str | None, only: list[str] 
                 t0 = time.monotonic()
                 python = (pythons or {}).get(set_of(plan, cell))
                 record = run_one(plan, cell, run_dir, hub, token, generation, python,
-                                 {"running": gate.running, "load": round(gate.load, 2), **gate.describe()})
+                                 {"running": gate.running, "load": round(gate.load, 2), **gate.describe(),
+                                  "host_speed_s": speed.latest})
             progress.update(record, time.monotonic() - t0)
             return record
 
