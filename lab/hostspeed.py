@@ -7,20 +7,24 @@ same work can cost much more CPU from one hour to the next: on this kind of
 idle and no steal reported, a RabbitMQ boot from 4.0 to 9.6 CPU-s, and the
 same silent-exit cells from 0.62 to 0.84 CPU-s each. A timing-sensitive
 verdict, and a wall time, mean little without it, so the runner samples the
-speed through the run and every record carries the latest sample.
+speed through the run and every record it admits carries the latest sample
+(`environment.lanes.host_speed_s`; n/a cells decided before provisioning
+take no lane and carry none).
 
 Contract.
-- `calibrate()` runs CALIBRATION once on the calling thread and returns its
-  CPU seconds (`time.thread_time`: the thread's own CPU, so other threads and
-  a loaded run queue do not count; a slower CPU does). About 0.04-0.07 s
-  here, varying up to 2x from
-  one second to the next on this host (other tenants), so a run's median is
-  the figure to compare. Never raises.
-- `SpeedLog(path)` samples on a daemon thread at start, then every PERIOD_S
-  (30 s), appending `{"wall", "mono", "cpu_s"}` lines to `path` (a run dir's
-  `host_speed.jsonl`); `latest` is the last sample's cpu_s (None before the
-  first), `close()` takes a last sample and stops. Never raises (a sample
-  that cannot be written is kept in memory only).
+- `calibrate()` runs CALIBRATION ROUNDS (3) times on the calling thread and
+  returns the fastest round's CPU seconds (`time.thread_time`: the thread's
+  own CPU, so other threads and a loaded run queue do not count; a slower
+  CPU does). About 0.04-0.07 s here, varying up to 2x from one second to
+  the next on this host (other tenants), so a run's median is the figure
+  to compare. Never raises (0.0 when the workload fails).
+- `SpeedLog(path)` takes a first sample before it returns (so `latest`, the
+  last sample's cpu_s, is set for the first cell), then one every PERIOD_S
+  (30 s) on a daemon thread, appending `{"wall", "mono", "pid", "cpu_s"}`
+  lines to `path` (a run dir's `host_speed.jsonl`; a resumed run appends,
+  and `pid` tells its runners apart). `close()` stops the thread, then takes
+  a last sample on the caller's thread. Never raises (a sample that cannot
+  be written is kept in memory only).
 - `summarize(samples)` (pure): {"samples", "median_s", "min_s", "max_s",
   "spread"} with spread = max / min (1.0 = steady), or {} for none.
 """
@@ -28,6 +32,7 @@ Contract.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import threading
 import time
@@ -93,6 +98,7 @@ class SpeedLog:
         self.path, self.period_s = Path(path), period_s
         self.samples: list[float] = []
         self._stop = threading.Event()
+        self._take()
         self._thread = threading.Thread(target=self._loop, name="host-speed", daemon=True)
         self._thread.start()
 
@@ -105,12 +111,12 @@ class SpeedLog:
         self.samples.append(value)
         try:
             with open(self.path, "a") as out:
-                out.write(json.dumps({"wall": time.time(), "mono": time.monotonic(), "cpu_s": value}) + "\n")
+                out.write(json.dumps({"wall": time.time(), "mono": time.monotonic(), "pid": os.getpid(),
+                                      "cpu_s": value}) + "\n")
         except OSError:
             pass
 
     def _loop(self) -> None:
-        self._take()
         while not self._stop.wait(self.period_s):
             self._take()
 

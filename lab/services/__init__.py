@@ -153,7 +153,8 @@ class ServiceHub:
     def prepare_ahead(self, kind: str, namespaces: list[str]) -> None:
         """Have the shared `kind` server, when it starts, prepare every one of `namespaces` at once
         (a server with `prepare_many`: RabbitMQ, one rabbitmqctl call for the run's vhosts instead
-        of one per cell); a failure there leaves each cell to prepare its own, as before."""
+        of one per cell). A failure there (any exception) leaves each cell to prepare its own, as
+        before, and is noted in the server's `notes` (shown in every record that uses it)."""
         self.ahead[kind] = list(namespaces)
 
     def _start(self, kind: str, workdir: Path) -> Service:
@@ -168,13 +169,14 @@ class ServiceHub:
             kind_lock = self._kind_locks.setdefault(kind, threading.Lock())
         with kind_lock:  # one start per kind, however many lanes ask at once
             if kind not in self._shared:
-                service = self._start(kind, self.workdir / kind)
+                service = self._shared[kind] = self._start(kind, self.workdir / kind)
                 if self.ahead.get(kind) and hasattr(service, "prepare_many"):
                     try:
                         service.prepare_many(self.ahead[kind])
-                    except ServiceError:
-                        pass  # each cell prepares its own namespace, as without it
-                self._shared[kind] = service
+                    except Exception as exc:  # ServiceError, or OSError from docker/subprocess
+                        # each cell prepares its own namespace, as without it; the record says so
+                        service.notes.append(f"the run's namespaces could not be prepared at once "
+                                             f"({exc!r:.200}); each cell prepared its own")
             return self._shared[kind]
 
     def _service(self, kind: str, cell_dir: Path, cache: dict) -> Service:

@@ -99,7 +99,8 @@ def provision(broker: str, fault: BrokerFault | str, workdir: Path,
     if service is None:
         service = make_service(kind, Path(workdir) / kind, provider)
         if getattr(service, "boot_vhost", False) is None:  # a local RabbitMQ makes NAMESPACE at its boot
-            service.boot_vhost = NAMESPACE
+            from lab.services.rabbitmq import vhost_name
+            service.boot_vhost = vhost_name(NAMESPACE)
     nemesis = Nemesis(broker, service, Path(workdir))
     try:
         if not handed:

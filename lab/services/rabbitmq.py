@@ -12,10 +12,15 @@ unwrapped scripts in /usr/lib/rabbitmq/bin are used: the Debian /usr/sbin
 wrappers `su rabbitmq` when run as root, and the node itself runs fine as root.
 `prepare(namespace)` adds vhost <namespace> (sanitised to [A-Za-z0-9_.-]) and
 gives guest full rights on it (idempotent, thread-safe); only the role
-"broker" exists. `RabbitMQServer(workdir, boot_vhost=NS)` has the blank
-node make vhost NS itself at its first boot (rabbitmq.conf `default_vhost`,
-guest with full rights), so `prepare(NS)` costs no `rabbitmqctl` call: each
-call boots an Erlang VM, ~1.0-1.4 CPU-s and ~1 s here (RabbitMQ 3.10.8). `stop()` stops the node (TERM, then KILL), then everything it
+"broker" exists. `prepare_many(namespaces)` does so for many in one call.
+Each `rabbitmqctl` call boots an Erlang VM: ~1.0-1.4 CPU-s and ~1 s here
+(RabbitMQ 3.10.8). `RabbitMQServer(workdir, boot_vhost=NS)` has a blank node
+make vhost NS itself at its first boot (rabbitmq.conf `default_vhost` and
+`default_permissions`: guest with full rights), so `prepare(NS)` needs no
+call; such a node has no `/` vhost, which the lab never uses. A node started
+on a data dir that is not blank ignores the setting, so NS then counts as
+made only if an earlier start of this object made it.
+`stop()` stops the node (TERM, then KILL), then everything it
 spawned (erl_child_setup and inet_gethost sit in sessions of their own) and
 its epmd. The script execs the Erlang VM (RUNNING_UNDER_SYSTEMD), so the
 node itself dies with the lab process that started it. `restart()` keeps the
@@ -220,6 +225,7 @@ class RabbitMQServer(VhostNamespaces, Service):
         self.epmd_port = self.epmd_port or free_port()
         self.nodename = f"lab-{self.port}@localhost"
         self.log_path = self.workdir / "rabbitmq.log"
+        blank = not any((self.workdir / "mnesia").glob("*/*"))  # no node data yet: default_vhost applies
         self._write_files()
         self.plugins_dir = trimmed_plugins_dir(self.bindir, self.workdir / "plugins")
         self.epmd_proc = spawn_server([self.epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
@@ -233,7 +239,7 @@ class RabbitMQServer(VhostNamespaces, Service):
             wait_until(lambda: self._alive() and self.answers(), timeout=90,
                        interval=0.2, what=f"rabbitmq node {self.nodename} on port {self.port}")
             self.spawned = self._descendants()
-            if self.boot_vhost:  # made with guest's rights before the listener opened (boot step order)
+            if self.boot_vhost and blank:  # made with guest's rights before the listener opened
                 self.prepared.add(self.boot_vhost)
             frame = amqp_server_properties(self.host, self.port, expect=self.nodename.encode()) or b""
             self.version = server_version(frame) or self.ctl("version").strip().splitlines()[-1]

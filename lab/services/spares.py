@@ -2,22 +2,25 @@
 
 Why. A broker-fault cell on RabbitMQ needs a node of its own to restart, pause
 and cut (lab.services.nemesis), and booting one takes about 5 s and 4 CPU-s
-(RabbitMQ 3.10.8 on this 2-core host, plugins trimmed) per attempt: 33 boots
-in the default matrix, 239 s of the 336 s of lab cost in its cells' time
-(issue 15). A production worker also connects to a broker that was up before
-it, so booting the node before the cell starts changes nothing the worker
-sees; the second boot of a restart stays inside the fault, in the cell.
+(RabbitMQ 3.10.8 on this 2-core host, plugins trimmed; up to 9.6 CPU-s when
+the host is slow, lab.hostspeed) per attempt: 33 boots in the default matrix
+of 2026-12-02, 239 s of the 336 s of lab cost in its cells' time (issue 15);
+21 attempts since 2026-12-04. A production worker also connects to a broker
+that was up before it, so booting the node before the cell starts changes
+nothing the worker sees; the second boot of a restart stays inside the
+fault, in the cell.
 
 Contract.
 - Runner: `SpareNodes(workdir, wanted)` boots nodes on one thread, at most
   AHEAD ready and unclaimed at a time, until `wanted` (the planned attempts
-  of RabbitMQ broker-fault cells) were booted, each with vhost NAMESPACE made by
-  the blank node at its first boot (`boot_vhost`: no rabbitmqctl call), and writes `<workdir>/ready/<id>.json` once a node answers. Its processes
-  carry the runner's token + "/spares/<id>" (the run's sweep finds them, a
-  cell's does not) and die with the runner (lab.lifetime). `release(cell_dir)`
-  kills and reaps the nodes the cell claimed (the cell has usually killed
-  them already); `close()` stops the booter and kills every node; both return
-  nothing and never raise.
+  of RabbitMQ broker-fault cells) were booted, each with vhost NAMESPACE
+  made by the blank node at its first boot (`boot_vhost`: no rabbitmqctl
+  call), and writes `<workdir>/ready/<id>.json` once a node answers. Its
+  processes carry the runner's token + "/spares/<id>" (the run's sweep
+  finds them, a cell's does not) and die with the runner (lab.lifetime).
+  `release(cell_dir)` kills and reaps the nodes the cell claimed (the cell
+  has usually killed them already); `close()` stops the booter and kills
+  every node; both return nothing and never raise.
 - Cell: `claim(spares_dir, into)` renames one ready file into claimed/ (an
   atomic rename: two cells never get the same node), leaves a copy in `into`
   and returns its handover dict, or None when none is ready (the cell then
@@ -114,7 +117,8 @@ def adopt(info: dict[str, Any]):
     cookie and mnesia dir; stop/start/discard work as on a node the caller booted. Raises
     ServiceError when the node does not answer (the caller then boots its own)."""
     from lab.services.rabbitmq import RabbitMQServer
-    server = RabbitMQServer(Path(info["workdir"]), boot_vhost=info["vhost"])  # the same rabbitmq.conf on a restart
+    # boot_vhost: the same rabbitmq.conf on a restart (the node made the vhost at its first boot)
+    server = RabbitMQServer(Path(info["workdir"]), boot_vhost=info["vhost"])
     server.port, server.dist_port, server.epmd_port = info["port"], info["dist_port"], info["epmd_port"]
     server.nodename, server.version = info["nodename"], info["version"]
     server.log_path = Path(info["workdir"]) / "rabbitmq.log"

@@ -61,6 +61,38 @@ def test_postgres_lifecycle(tmp_path, owner):
     assert find_owned(owner) == []
 
 
+def test_rabbitmq_vhosts_made_at_boot_and_in_one_call(tmp_path, owner):
+    """boot_vhost: the blank node makes the vhost itself (no rabbitmqctl call), guest can use it at
+    once and after a restart; prepare_many makes several vhosts in one call, names sanitised as
+    prepare does."""
+    import kombu
+    from lab.services.rabbitmq import RabbitMQServer, find_epmd, find_rabbit_bindir
+    if not (find_rabbit_bindir() and find_epmd()):
+        pytest.skip("no rabbitmq-server")
+    server = RabbitMQServer(tmp_path / "rmq-boot", boot_vhost="broker fault")
+    try:
+        server.start()
+        assert server.prepared == {"broker_fault"}
+        server.ctl = None  # prepare of the boot vhost must not call rabbitmqctl
+        server.prepare("broker fault")
+        del server.ctl
+        with kombu.Connection(server.url_for("broker fault"), connect_timeout=5) as conn:
+            conn.connect()
+        server.prepare_many(["cell-a", "cell/b", "cell-a"])
+        made = set(server.ctl("list_vhosts", "--quiet", "--no-table-headers").split())
+        assert {"broker_fault", "cell-a", "cell_b"} <= made and "/" not in made
+        for namespace in ("cell-a", "cell/b"):
+            with kombu.Connection(server.url_for(namespace), connect_timeout=5) as conn:
+                conn.connect()
+        server.restart()
+        assert server.prepared >= {"broker_fault", "cell-a", "cell_b"}
+        with kombu.Connection(server.url_for("broker fault"), connect_timeout=5) as conn:
+            conn.connect()
+    finally:
+        server.stop()
+    assert find_owned(owner) == []
+
+
 def test_rabbitmq_lifecycle(tmp_path, owner):
     from lab.services.rabbitmq import RabbitMQServer, amqp_handshake, find_epmd, find_rabbit_bindir
     if not (find_rabbit_bindir() and find_epmd()):

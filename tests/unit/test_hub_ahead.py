@@ -13,6 +13,7 @@ class FakeShared:
         self.kind, self.version, self.fail = "rabbitmq", "0", fail
         self.calls: list[list[str]] = []
         self.prepared: set[str] = set()
+        self.notes: list[str] = []
 
     def start(self):
         return self
@@ -57,3 +58,16 @@ def test_a_failed_batch_leaves_each_cell_to_prepare_its_own(tmp_path, monkeypatc
     hub = services.ServiceHub(tmp_path)
     hub.prepare_ahead("rabbitmq", ["a"])
     assert hub._shared_service("rabbitmq") is fake and fake.prepared == set()
+    assert "each cell prepared its own" in fake.notes[0]
+    hub._shared_service("rabbitmq")
+    assert len(fake.calls) == 1  # the server is shared all the same: no second start, no second try
+
+
+def test_an_oserror_in_the_batch_is_no_worse_than_a_service_error(tmp_path, monkeypatch):
+    fake = FakeShared()
+    fake.prepare_many = lambda namespaces: (_ for _ in ()).throw(OSError("docker gone"))
+    monkeypatch.setattr(services, "make_service", lambda kind, workdir, provider: fake)
+    hub = services.ServiceHub(tmp_path)
+    hub.prepare_ahead("rabbitmq", ["a"])
+    assert hub._shared_service("rabbitmq") is fake and hub._shared_service("rabbitmq") is fake
+    assert "docker gone" in fake.notes[0]
