@@ -40,7 +40,9 @@ def comp_t(value: int) -> int:
 
 
 def read(path: str) -> list[dict]:
-    """Every v3 record of an accounting file: pid, ppid, comm, user and sys CPU in seconds."""
+    """Every v3 record of an accounting file: pid, ppid, start (btime, whole seconds since the
+    epoch), elapsed (etime, s), comm, user and sys CPU in seconds. Raises OSError when the file
+    cannot be read; a file of other content gives few or no records (version byte != 3)."""
     data = open(path, "rb").read()
     out = []
     for at in range(0, len(data) - SIZE + 1, SIZE):
@@ -101,7 +103,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("file", help="an accounting file written by accton")
     args = parser.parse_args()
-    records = read(args.file)
+    try:
+        records = read(args.file)
+    except OSError as exc:
+        parser.error(f"{args.file}: {exc.strerror or exc}")
+    if not records:
+        parser.error(f"{args.file}: no BSD acct v3 records (64 bytes each, written by `accton FILE`)")
     by_pid: dict[int, list[dict]] = collections.defaultdict(list)
     for rec in sorted(records, key=lambda r: r["btime"]):
         by_pid[rec["pid"]].append(rec)

@@ -128,6 +128,8 @@ def analyze(run_dirs: list[Path], by: bool = False) -> None:
     first: dict | None = None
     for run_dir in run_dirs:
         records = list(read_records([run_dir]))
+        if not records:
+            sys.exit(f"{run_dir}: no records (a run dir holds results.jsonl; e.g. reports/runs/<id>)")
         print(f"{run_dir}: {figures(records)}")
         print(f"  {host_speed(run_dir)}")
         if by:
