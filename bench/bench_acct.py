@@ -6,7 +6,7 @@ brokers); the kernel's accounting file has every process that ended, with its
 user and system CPU, command name (16 bytes) and parent pid.
 
     apt-get install acct                      # Debian: accton, sa, lastcomm
-    accton /tmp/pacct && nox -s matrix; accton off
+    accton /tmp/pacct && nox -s matrix; accton off   # off: else the file keeps growing
     python bench/bench_acct.py /tmp/pacct
 
 Roles (from the command name and the parent chain as the kernel saw it at exit):
@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
+import signal
 import struct
 
 FORMAT = "=BBHIIIIIIfHHHHHHHH16s"  # struct acct_v3 (linux/acct.h): 64 bytes
@@ -100,15 +102,19 @@ def role(rec: dict, by_pid: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 2)[2],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", help="an accounting file written by accton")
     args = parser.parse_args()
     try:
         records = read(args.file)
+        slots = os.path.getsize(args.file) // SIZE
     except OSError as exc:
         parser.error(f"{args.file}: {exc.strerror or exc}")
-    if not records:
-        parser.error(f"{args.file}: no BSD acct v3 records (64 bytes each, written by `accton FILE`)")
+    if not records or len(records) < 0.9 * slots:  # another binary has a v3 byte in a few slots only
+        parser.error(f"{args.file}: not a BSD acct v3 file ({len(records)} of {slots} 64-byte records are v3; "
+                     "written by `accton FILE`)")
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends the output quietly
     by_pid: dict[int, list[dict]] = collections.defaultdict(list)
     for rec in sorted(records, key=lambda r: r["btime"]):
         by_pid[rec["pid"]].append(rec)

@@ -76,6 +76,7 @@ def figures(records: list, wall: float | None = None) -> str:
     inherent = sum(float(r.outcome.metrics["waits"].get("inherent") or 0) for r in ran)
     start = sum(float(r.outcome.metrics["waits"].get("start") or 0) for r in ran)
     cpu = sum(sum((r.outcome.metrics.get("cpu_s") or {}).values()) for r in ran)
+    booked = any(r.outcome.metrics.get("cpu_s") for r in ran)
     if wall is None and records:
         wall = max(r.started_at + r.duration_s for r in records) - min(r.started_at for r in records)
     lanes = [((r.environment or {}).get("lanes") or {}).get("running") for r in records]
@@ -83,7 +84,7 @@ def figures(records: list, wall: float | None = None) -> str:
     return (f"wall {wall:.0f}s, {len(records)} cells ({len(ran)} with waits booked), cell time {busy:.0f}s, "
             f"overhead ratio {busy / inherent if inherent else float('nan'):.2f} strict, "
             f"{busy / (inherent + start) if inherent + start else float('nan'):.2f} with the workers' start-to-ready "
-            f"({start:.0f}s), CPU {cpu:.0f}s in the cells"
+            f"({start:.0f}s), " + (f"CPU {cpu:.0f}s in the cells" if booked else "CPU not booked in these records")
             + (f", lanes in use at admission median {lanes[len(lanes) // 2]} max {lanes[-1]}" if lanes else ""))
 
 
@@ -127,6 +128,8 @@ def disagreement(first: dict, outcomes: dict) -> str:
 def analyze(run_dirs: list[Path], by: bool = False) -> None:
     first: dict | None = None
     for run_dir in run_dirs:
+        if not (Path(run_dir) / "results.jsonl").is_file():
+            sys.exit(f"{run_dir}: not a run dir (no results.jsonl; a run dir is reports/runs/<id>)")
         records = list(read_records([run_dir]))
         if not records:
             sys.exit(f"{run_dir}: no records (a run dir holds results.jsonl; e.g. reports/runs/<id>)")
