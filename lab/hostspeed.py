@@ -121,12 +121,10 @@ class SpeedLog:
             self._take()
 
     def close(self) -> None:
-        """A last sample, then stop (waits up to 5 s for the thread). Never raises."""
+        """Stop the thread (waits up to 5 s for it), then take a last sample on the caller's
+        thread; a second call does nothing. Never raises."""
         if self._stop.is_set():
             return
         self._stop.set()
         self._thread.join(timeout=5)
         self._take()
-
-    def describe(self) -> dict:
-        return summarize(self.samples)

@@ -140,15 +140,26 @@ def trimmed_plugins_dir(bindir: Path, into: Path) -> Path | None:
     return into
 
 
+def grant_expr(vhosts: list[str]) -> str:
+    """The `rabbitmqctl eval` expression that awaits the node's start-up, adds each of `vhosts`
+    (already sanitised by vhost_name) and gives guest full rights on it, answering `ok`
+    (rabbit:await_startup, rabbit_vhost:add, rabbit_auth_backend_internal:set_permissions:
+    RabbitMQ 3.8+; a vhost that exists is added again without error). A failed step is a
+    badmatch, so the call fails instead of answering ok."""
+    names = ", ".join(f'<<"{v}">>' for v in vhosts)
+    return ('rabbit:await_startup(), [begin ok = rabbit_vhost:add(V, <<"lab">>), '
+            'ok = rabbit_auth_backend_internal:set_permissions(<<"guest">>, V, <<".*">>, <<".*">>, '
+            f'<<".*">>, <<"lab">>) end || V <- [{names}]], ok.')
+
+
 class VhostNamespaces:
     """A vhost per namespace; shared by the local and container providers
     (they provide `ctl`, `_lock`, `host` and `port`)."""
 
     def prepare(self, namespace: str) -> None:
-        """Vhost <namespace> with full rights for guest: one `rabbitmqctl eval` that awaits the
-        node's start-up (the AMQP listener answers before the rabbit app reports started), adds
-        the vhost and sets the permissions (rabbit:await_startup, rabbit_vhost:add,
-        rabbit_auth_backend_internal:set_permissions: RabbitMQ 3.8+), tried 3 times 1 s apart;
+        """Vhost <namespace> with full rights for guest: one `rabbitmqctl eval` of grant_expr
+        (it awaits the node's start-up: the AMQP listener answers before the rabbit app reports
+        started), tried 3 times 1 s apart;
         else the commands it stands for. A vhost made before on this node (`prepared`) is not made
         again. Raises ServiceError when neither works."""
         vhost = vhost_name(namespace)
@@ -156,9 +167,7 @@ class VhostNamespaces:
         with self._lock:
             if vhost in prepared:
                 return
-            expr = (f'rabbit:await_startup(), rabbit_vhost:add(<<"{vhost}">>, <<"lab">>), '
-                    f'rabbit_auth_backend_internal:set_permissions(<<"guest">>, <<"{vhost}">>, '
-                    '<<".*">>, <<".*">>, <<".*">>, <<"lab">>).')
+            expr = grant_expr([vhost])
             for attempt in range(3):
                 try:
                     if self.ctl("eval", expr).strip() == "ok":
@@ -174,8 +183,8 @@ class VhostNamespaces:
             prepared.add(vhost)
 
     def prepare_many(self, namespaces: list[str]) -> None:
-        """Vhosts for every one of `namespaces` in one `rabbitmqctl eval` (each call boots an Erlang
-        VM: ~1.2 CPU-s and ~1 s), as `prepare` makes one: the runner's shared node gets the vhosts
+        """Vhosts for every one of `namespaces` in one `rabbitmqctl eval` of grant_expr (each call
+        boots an Erlang VM: ~1.2 CPU-s and ~1 s), as `prepare` makes one: the runner's shared node gets the vhosts
         of all the run's RabbitMQ cells at its start. Raises ServiceError when the call fails (the
         cells then prepare their own, one call each)."""
         with self._lock:
@@ -183,11 +192,7 @@ class VhostNamespaces:
             vhosts = sorted({vhost_name(n) for n in namespaces} - prepared)
             if not vhosts:
                 return
-            names = ", ".join(f'<<"{v}">>' for v in vhosts)
-            expr = ('rabbit:await_startup(), [begin ok = rabbit_vhost:add(V, <<"lab">>), '
-                    'ok = rabbit_auth_backend_internal:set_permissions(<<"guest">>, V, <<".*">>, <<".*">>, '
-                    f'<<".*">>, <<"lab">>) end || V <- [{names}]], ok.')
-            if self.ctl("eval", expr).strip() != "ok":
+            if self.ctl("eval", grant_expr(vhosts)).strip() != "ok":
                 raise ServiceError("rabbitmqctl eval of the run's vhosts did not answer ok")
             prepared.update(vhosts)
 
