@@ -29,7 +29,9 @@ from typing import Iterator
 
 import psutil
 
-AUTO_LANES_PER_CORE = 6  # the most `auto` admits: 12 on 2 cores. With bytecode compiled (lab/venvs.py) a cell
+AUTO_LANES_PER_CORE = 8  # the most `auto` admits: 16 on 2 cores. In run 20261204-180528 (538 cells, 12 lanes)
+# the cap, not the CPU, held admissions: 102 of 515 were at 12 running, the load at admission averaged
+# 0.41-0.60 against the 0.7 threshold and the host was 61 % busy over the run (vmstat). With bytecode compiled (lab/venvs.py) a cell
 # costs far less CPU: run 20261202-045600 had all 6 lanes busy at 201 of 305 admissions while the load at
 # admission had median 0.37 — the limit, not the CPU, held it back (before, 6 lanes ran the CPU at 72 % and
 # 8 lanes admitted in one dip overloaded the host, see RAMP_S). 8 lanes (4 per core) then ran the CPU at
@@ -45,7 +47,8 @@ RAMP_S = 2 * SAMPLE_S  # two fresh samples (the whole 2 s window, with 8 lanes, 
 # lifecycle-smoke: 2-5 s) ran 3-7 at a time at a load of 0.3-0.45 at admission. At 0.6 the tail of run
 # 20261204-024948 (80 silent-exit cells, ~0.6 CPU-s each) was still held to one a second: admitted at a
 # load of 0.43, just over 0.42, with the host 45 % busy for its last ~2 minutes.
-QUIET = 0.75  # of `busy`: below it the next admission waits SAMPLE_S, not RAMP_S
+# At 0.75 (52.5 %) run 20261204-180528's middle third was admitted at 0.53-0.60, one a second.
+QUIET = 0.85  # of `busy`: below it (59.5 %) the next admission waits SAMPLE_S, not RAMP_S
 
 
 class LaneGate:

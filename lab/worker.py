@@ -6,7 +6,8 @@ cell's environment. Its stdout and stderr are wired as `spec.stdio` says
 (lab.worker_output: `pipe` by default — two pipes drained to
 `<workdir>/<name>.log`, as a container runtime does —, `tty`, or `file`).
 The worker runs with Celery's own defaults (gossip, mingle, heartbeat on)
-unless `spec.profile_args` (a profile's `worker_args`) says otherwise, and
+unless `spec.profile_args` (a profile's `worker_args`) says otherwise (or
+it is a drain worker, `spec.observer`: without mingle), and
 `environment["deviations"]` lists every way the command and its
 environment differ from a plain `celery -A lab.app.celery_app worker`.
 Readiness is the
@@ -43,7 +44,7 @@ from lab import hostinfo
 from lab.journal import JOURNAL_ENV, read_journal, select
 from lab.lifetime import popen, supported as pdeathsig_supported
 from lab.reaper import OWNER_ENV, owner_token
-from lab.worker_fidelity import QUIET_FLAGS, deviations  # noqa: F401 - QUIET_FLAGS re-exported
+from lab.worker_fidelity import OBSERVER_FLAGS, QUIET_FLAGS, deviations  # noqa: F401 - QUIET_FLAGS re-exported
 from lab.worker_output import DEFAULT_STDIO, Wiring, controlling_tty_preexec, normalize
 from lab.waits import waiting
 
@@ -69,6 +70,7 @@ class WorkerSpec:
     profile_args: list[str] = field(default_factory=list)  # a profile's worker_args (e.g. QUIET_FLAGS)
     stdio: str = DEFAULT_STDIO  # pipe | tty | file (lab.worker_output.STDIO_MODES)
     wrapper: list[str] = field(default_factory=list)  # argv prefix (prlimit, setpriv, sh -c ...)
+    observer: bool = False  # a drain worker: OBSERVER_FLAGS (lab.worker_fidelity), never the worker under test
 
     def argv(self, hostname: str) -> list[str]:
         argv = [self.python, "-m", "celery", "-A", self.app, "worker", "-P", self.pool,
@@ -76,8 +78,9 @@ class WorkerSpec:
                 "-Q", self.queue]
         # `env --default-signal`: a worker never inherits ignored signals from whatever
         # started the lab (a background job ignores SIGINT/SIGQUIT), as in a container
+        observer = [f for f in OBSERVER_FLAGS if f not in self.profile_args] if self.observer else []
         return (["env", "--default-signal"] + list(self.wrapper) + argv + list(self.profile_args)
-                + list(self.extra_args))
+                + observer + list(self.extra_args))
 
     def deviations(self) -> list[dict[str, str]]:
         """Every way this worker differs from a plain `celery -A <app> worker` (lab.worker_fidelity)."""

@@ -16,6 +16,12 @@ from __future__ import annotations
 from lab.worker_output import DEFAULT_STDIO
 
 QUIET_FLAGS = ("--without-gossip", "--without-mingle", "--without-heartbeat")
+# A drain worker (lab.observers.drain) is an observer started after the worker under test has exited
+# and its survivors were killed: mingle's hello (celery/worker/consumer/mingle.py, `inspect(timeout=1.0)`)
+# can find no neighbour, so it only delays consuming by 1 s (issue 15: ~90 drains in the default matrix).
+OBSERVER_FLAGS = ("--without-mingle",)
+OBSERVER_WHY = ("drain worker, an observer: the worker under test has exited and its survivors were "
+                "killed, so mingle's 1 s hello would find no neighbour; the worker under test keeps it")
 CELERY_DEFAULTS = {"-P": "prefork", "-c": "the number of CPUs", "-l": "WARNING",
                    "-n": "celery@<hostname>", "-Q": "the default queue (celery)"}
 
@@ -37,6 +43,8 @@ def deviations(spec) -> list[dict[str, str]]:
                                                  "in container images)"},
            {"what": "LAB_* environment, the lab's journal handlers on Celery signals",
             "why": "observation: every lifecycle signal and task execution is journaled"}]
+    if spec.observer:
+        out.append({"what": " ".join(OBSERVER_FLAGS), "why": OBSERVER_WHY})
     if spec.profile_args:
         out.append({"what": " ".join(spec.profile_args), "why": "the profile's worker_args"})
     if spec.extra_args:

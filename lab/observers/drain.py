@@ -1,7 +1,10 @@
 """A drain worker: what a worker's shutdown left in the broker, run by a fresh worker.
 
-Contract: `drain(ctx, keys, bound_s)` starts a worker named `name` on the
-cell's queue (the cell's configuration, no fault), waits until every task
+Contract: `drain(ctx, keys, bound_s, name="drain", wrapper=())` starts a
+worker named `name` on the cell's queue (the cell's configuration and
+`wrapper`, no fault; without mingle, an observer's only deviation:
+lab.worker_fidelity.OBSERVER_FLAGS), waits up to 60 s for it to be ready,
+then until every task
 key in `keys` has an `exec_end` in the journal or `bound_s` seconds passed,
 gives a duplicate 0.5 s to show, then kills it (SIGKILL to its process group:
 no judge reads how a drain worker stops, issue 15) and returns {"drain_ready", "drain_mono" (when it was
@@ -21,8 +24,9 @@ def ended_keys(events: list[dict]) -> set[str]:
     return {e.get("key") for e in select(events, "exec_end")}
 
 
-def drain(ctx, keys: set[str], bound_s: float, name: str = "drain") -> dict[str, Any]:
-    worker = ctx.worker(name, env=dict(ctx.worker_env)).start()
+def drain(ctx, keys: set[str], bound_s: float, name: str = "drain",
+          wrapper: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    worker = ctx.worker(name, env=dict(ctx.worker_env), wrapper=list(wrapper), observer=True).start()
     out: dict[str, Any] = {"drain_mono": worker.started_mono, "drain_bound_s": bound_s,
                            "drain_ready": worker.wait_ready(60)}
     if out["drain_ready"]:

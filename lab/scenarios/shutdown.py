@@ -31,6 +31,7 @@ from typing import Any
 from lab.diagnose import DEFAULT_SIGNALS_SHIM
 from lab.journal import select
 from lab.observers.broker_snapshot import parked_task_ids
+from lab.observers.drain import drain
 from lab.scenarios.base import CellContext, Scenario
 from lab.observers.exit import SHUTDOWN_MARKERS
 from lab.scenarios.shutdown_semantics import (GAP_S, LONG_S, PLANS, PREFETCH, SHORT_S,
@@ -131,18 +132,9 @@ class Shutdown(Scenario):
             worker.teardown()
         parked = parked_task_ids(ctx.worker_env.get("LAB_BROKER_URL", ""))
         obs["parked_task_ids"] = parked
-        drain = ctx.worker("drain", env=dict(ctx.worker_env), wrapper=shim).start()
-        drain_mono = drain.started_mono
-        obs["drain_ready"] = drain.wait_ready(READY_TIMEOUT)
-        if obs["drain_ready"]:
-            def all_ended(ev):
-                ended = {e.get("key") for e in select(ev, "exec_end")}
-                return set(sent.values()) <= ended
-            ctx.wait_for(all_ended, DRAIN_S)
-            hold(0.5)  # a duplicate run, if any, has time to show
-        drain.send(signal.SIGTERM)
-        drain.wait_exit(20)
-        obs["events"] = ledger(ctx.events(), sent, signal_monos, drain_mono=drain_mono, parked_ids=parked)
+        drained = drain(ctx, set(sent.values()), DRAIN_S, wrapper=shim)
+        obs["drain_ready"] = drained["drain_ready"]
+        obs["events"] = ledger(ctx.events(), sent, signal_monos, drain_mono=drained["drain_mono"], parked_ids=parked)
         obs["drain_s"] = DRAIN_S
         return obs
 
