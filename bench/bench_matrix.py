@@ -45,6 +45,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from lab.catalog import SCENARIOS  # noqa: E402
 from lab.hostspeed import SPEED_FILE, read_samples, summarize  # noqa: E402
 from lab.matrix import load_matrix  # noqa: E402
 from lab.plan import cell_estimate  # noqa: E402
@@ -52,8 +53,9 @@ from lab.results import read_records  # noqa: E402
 from lab.shard import imbalance  # noqa: E402
 from lab.verdict import agree  # noqa: E402
 
-# Cells whose verdict depends on timing by design: compared, but a difference is not a disagreement.
-TIMING = ("shutdown-race", "silent-exit")
+# Cells whose verdict depends on timing by design (lab.catalog ScenarioInfo.timing_sensitive, with the
+# basis there): compared, but a difference is not a disagreement.
+TIMING = tuple(name for name, info in SCENARIOS.items() if info.timing_sensitive)
 
 
 def run(matrix: str, lanes: str, reports: Path, only: list[str] | None = None) -> tuple[Path, float]:

@@ -1,8 +1,9 @@
 """eviction: a Kubernetes pod eviction with a chord in flight (seed 001).
 
 Contract. Workload: a chord of MEMBERS members — short ones and one long
-member that is running when the fault hits — and a callback that journals
-exactly what it received. Fault: SIGTERM to the master, a scaled-down grace
+member that is running when the fault hits (the short ones ended and, where
+the broker shows it, Redis, acked: `short_acked_before_fault`) — and a
+callback that journals exactly what it received. Fault: SIGTERM to the master, a scaled-down grace
 period, SIGKILL to the whole process group (lab.faults.eviction.apply_eviction); a
 replacement worker starts at SIGTERM, as a ReplicaSet would. Observations:
 the ledger (every member execution, every callback), the old worker's exit,
@@ -36,7 +37,7 @@ from typing import Any
 
 from lab.faults.eviction import EvictionPlan, apply_eviction, describe_procs, kill_master_only
 from lab.scenarios.base import CellContext, Scenario
-from lab.observers.broker_snapshot import describe, snapshot
+from lab.observers.broker_snapshot import describe, parked_task_ids, snapshot
 from lab.scenarios.chord_workload import callback_verdict_facts, ledger, send_chord
 from lab.observers.exit import exit_observation, judge_start_failure
 from lab.verdict import Finding, Outcome, Verdict
@@ -54,6 +55,7 @@ PROMPT_SLACK_S = 8.0        # the judge's budget: callback within ready + LONG_S
 # early ack) nothing arrived in the 8 s the lab waited before. 3 s is that maximum plus margin
 # for a loaded host; the message's place at the end is observed (snapshot_end), not predicted.
 RERUN_WINDOW_S = 3.0
+ACK_WAIT_S = 5.0  # for the short members' acks before the fault (Eviction._await_short_acks): ms when idle
 STALL_WAIT_S = VISIBILITY_TIMEOUT_S + 130.0  # VT + kombu's ~100 s restore cadence + margin
 PLAN = EvictionPlan(grace_s=4.0, production_grace_s=60.0)
 
@@ -77,6 +79,7 @@ class Eviction(Scenario):
         in_flight = ctx.wait_for(lambda ev: (ledger(ev).starts.get(LONG_KEY) and all(
             ledger(ev).completions(f"member-{i}") for i in range(MEMBERS - 1))), 30)
         obs["long_in_flight"] = bool(in_flight)
+        obs["short_acked_before_fault"] = self._await_short_acks(ctx, ids[:-1])
         replacement = ctx.worker("replacement")
         if ctx.cell.mode == "master-kill":
             killed = kill_master_only(old, settle_s=0.0)
@@ -119,6 +122,23 @@ class Eviction(Scenario):
                                 for e in ctx.events() if e.get("event") == "exec_start"
                                 and e.get("key") == LONG_KEY]
         return obs
+
+    @staticmethod
+    def _await_short_acks(ctx: CellContext, short_ids: list[str]) -> bool | None:
+        """Wait (up to ACK_WAIT_S) until the broker no longer holds the short members' messages as
+        unacked, so the fault meets only the long member in flight, as the contract says. Under
+        task_acks_late a prefork master acks a member when the child's result reaches it, after the
+        child journaled exec_end: a SIGTERM in between left member-2 finished but unacked, and
+        the master, its loop stopped for the warm shutdown, never acked it before the SIGKILL, so it
+        ran twice after the visibility timeout (run 20261204-182144; celery#3802, open). True/False:
+        acked or not within the bound; None where the broker's unacked messages cannot be read
+        (Redis only: lab.observers.broker_snapshot.parked_task_ids)."""
+        url = ctx.worker_env.get("LAB_BROKER_URL", "")
+        if not short_ids or parked_task_ids(url) is None:
+            return None
+        acked = ctx.wait_for(lambda _ev: not (set(parked_task_ids(url) or ()) & set(short_ids)),
+                             ACK_WAIT_S, interval=0.05)
+        return bool(acked)
 
     @staticmethod
     def _rerun_started(events: list[dict], term: float) -> bool:
