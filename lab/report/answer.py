@@ -49,8 +49,8 @@ MODE_SCALED = {   # mode -> (what the lab set, what it stands for)
 }
 PROFILE_SCALED = {
     "retry-on-worker-lost": ("default_retry_delay 1 s", "Celery default 180 s"),
-    "soft-shutdown": ("worker_soft_shutdown_timeout 2 s (30 s of a 60 s grace)", "set per deployment (Celery default 0: off)"),
-    "soft-shutdown+remap-sigterm": ("worker_soft_shutdown_timeout 2 s (30 s of a 60 s grace)", "set per deployment (Celery default 0: off)"),
+    "soft-shutdown": ("worker_soft_shutdown_timeout 1 s (15 s of a 60 s grace)", "set per deployment (Celery default 0: off)"),
+    "soft-shutdown+remap-sigterm": ("worker_soft_shutdown_timeout 1 s (15 s of a 60 s grace)", "set per deployment (Celery default 0: off)"),
 }
 
 

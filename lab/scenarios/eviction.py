@@ -189,6 +189,7 @@ class Eviction(Scenario):
                    "exited_in_grace": obs["exited_in_grace"], "old_exit": obs["old_exit"],
                    "grace_s": obs["plan"]["grace_s"], "production_grace_s": obs["plan"]["production_grace_s"],
                    "visibility_timeout_s": vt, "budget_s": round(budget, 1), "mode": obs["mode"],
+                   "short_acked_before_fault": obs.get("short_acked_before_fault"),
                    "observed_until_s": obs["observed_until_s"], "callbacks_fired": facts["fired"],
                    "long_member_completions": len(obs.get("member_ends", {}).get(LONG_KEY, []))}
         evidence = {"snapshot_after_kill": repr(obs["snapshot_after_kill"]),
