@@ -19,7 +19,7 @@ For each lanes value it plans the matrix into a fresh run dir under
     and bounded waits for observed events) — above 1.0 is the lab's own cost
     (interpreters, imports, provisioning, confirmation, teardown). It is
     printed twice: strict, and with the workers' own start-to-ready (Celery's
-    start-up, mingle's 1 s included) counted as needed; n/a cells (no wait by
+    start-up, mingle's 1 s included, drain workers excepted) counted as needed; n/a cells (no wait by
     design) are left out of both;
   - speed-up against the first lanes value, and whether every deterministic
     cell agrees with that run's (lab.verdict.agree: the same findings; for a
@@ -122,7 +122,7 @@ def host_speed(run_dir: Path) -> str:
 def disagreement(first: dict, outcomes: dict) -> str:
     """Words for the cells of `outcomes` that do not agree (lab.verdict.agree) with `first`'s."""
     differ = sorted(c for c in outcomes if c in first and not agree(first[c], outcomes[c]))
-    real = [c for c in differ if not c.startswith(TIMING)]
+    real = [c for c in differ if c.split("--", 1)[0] not in TIMING]
     return (f"{len(real)} deterministic cell(s) differ" + (": " + ", ".join(real) if real else "")
             + (f"; {len(differ) - len(real)} timing-sensitive differ" if len(differ) > len(real) else ""))
 

@@ -301,7 +301,7 @@ BOUNDS = {
                          "at 0 of 1000; `lab triage -n` is for more)"),
     "lanes": (1, 16, "each lane runs a cell with its own broker and workers at once; a fixed number "
                      "far beyond the cores distorts timing-sensitive verdicts (\"auto\" admits up to "
-                     "6 x cores by measured CPU load instead)"),
+                     "8 x cores by measured CPU load instead: lab.lanes.AUTO_LANES_PER_CORE)"),
     "concurrency": (1, 64, "pool processes / threads / greenlets per worker; the scenarios' workloads "
                            "use a handful"),
 }

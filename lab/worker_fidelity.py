@@ -6,7 +6,8 @@ runtime would start it, as {"what", "why"} dicts for the record
 (`environment.workers[].deviations`) and the cell page. QUIET_FLAGS are the
 flags the lab passed to every worker before issue 11; each turns a Celery
 default off (gossip, mingle and heartbeat are on: celery/bin/worker.py), and
-a profile may ask for them (`worker_args`). CELERY_DEFAULTS are Celery's own
+a profile may ask for them (`worker_args`); OBSERVER_FLAGS are what a drain
+worker (an observer, `WorkerSpec.observer`) drops. CELERY_DEFAULTS are Celery's own
 values for the options the lab always passes (celery/bin/worker.py, 5.x).
 Standard library only (lab.worker_output).
 """
@@ -18,7 +19,7 @@ from lab.worker_output import DEFAULT_STDIO
 QUIET_FLAGS = ("--without-gossip", "--without-mingle", "--without-heartbeat")
 # A drain worker (lab.observers.drain) is an observer started after the worker under test has exited
 # and its survivors were killed: mingle's hello (celery/worker/consumer/mingle.py, `inspect(timeout=1.0)`)
-# can find no neighbour, so it only delays consuming by 1 s (issue 15: ~90 drains in the default matrix).
+# can find no neighbour, so it only delays consuming by 1 s (issue 15: ~80 drains in the default matrix).
 OBSERVER_FLAGS = ("--without-mingle",)
 OBSERVER_WHY = ("drain worker, an observer: the worker under test has exited and its survivors were "
                 "killed, so mingle's 1 s hello would find no neighbour; the worker under test keeps it")
@@ -43,8 +44,9 @@ def deviations(spec) -> list[dict[str, str]]:
                                                  "in container images)"},
            {"what": "LAB_* environment, the lab's journal handlers on Celery signals",
             "why": "observation: every lifecycle signal and task execution is journaled"}]
-    if spec.observer:
-        out.append({"what": " ".join(OBSERVER_FLAGS), "why": OBSERVER_WHY})
+    observer = [f for f in OBSERVER_FLAGS if f not in spec.profile_args] if spec.observer else []
+    if observer:
+        out.append({"what": " ".join(observer), "why": OBSERVER_WHY})
     if spec.profile_args:
         out.append({"what": " ".join(spec.profile_args), "why": "the profile's worker_args"})
     if spec.extra_args:

@@ -154,7 +154,7 @@ class RemoteControl(Scenario):
         if mode == Control.REVOKE_QUEUED_WARM and obs.get("exit_code") is not None:
             if obs.get("orphans"):
                 worker.teardown()  # a drain worker must not compete with survivors (listed above)
-            drain_info = drain(ctx, set(sent.values()) - {obs["revoked_key"]}, DRAIN_S)
+            drain_info = drain(ctx, set(sent.values()) - {obs["revoked_key"]}, DRAIN_S, task_ids=sent)
         obs.update(drain_info)
         obs["signal_monos"] = signal_monos
         obs["events"] = ledger(ctx.events(), sent, signal_monos, drain_info.get("drain_mono"))
@@ -208,7 +208,9 @@ class RemoteControl(Scenario):
                      "that acknowledged the revoke")
             others = {k: r for k, r in keys.items() if k != obs.get("revoked_key")}
             if obs.get("drain_ready"):
-                lost = sorted(k for k, r in others.items() if not r["w1_ends"] and not r["drain_ends"])
+                left = set(obs.get("drain_left_in_broker") or [])  # the drain's bound ran out: not lost
+                lost = sorted(k for k, r in others.items() if not r["w1_ends"] and not r["drain_ends"]
+                              and k not in left)
                 if lost:
                     find(Verdict.LOST, "task-lost", f"{len(lost)} task(s) never ran anywhere: {', '.join(lost)}")
             dups = sorted(k for k, r in others.items() if len(r["w1_ends"]) + len(r["drain_ends"]) > 1)

@@ -4,8 +4,9 @@ Contract: the mode is a signal plan (PLANS). Workload: as many long tasks as
 the pool runs at once (LONG_S each), then PREFETCH short ones the worker
 receives but cannot start yet; the plan's signals go to the master
 SIGNAL_AFTER_S after the long tasks started (a second signal GAP_S later).
-After the worker exits, a fresh "drain" worker on the same queue shows what
-went back to the broker. Observations: exit code, warm/cold/soft lines,
+After the worker exits, a drain worker on the same queue (lab.observers.drain:
+without mingle, killed once every task ended, warm-stopped when its bound
+runs out) shows what went back to the broker. Observations: exit code, warm/cold/soft lines,
 time to exit, per task key where it started / ended (lab.scenarios.
 shutdown_semantics.ledger), orphans, tracebacks. Checker
 (shutdown_semantics.judge): every deviation from the documented semantics
@@ -132,9 +133,10 @@ class Shutdown(Scenario):
             worker.teardown()
         parked = parked_task_ids(ctx.worker_env.get("LAB_BROKER_URL", ""))
         obs["parked_task_ids"] = parked
-        drained = drain(ctx, set(sent.values()), DRAIN_S, wrapper=shim)
-        obs["drain_ready"] = drained["drain_ready"]
+        drained = drain(ctx, set(sent.values()), DRAIN_S, wrapper=shim, task_ids=sent)
+        obs.update({k: drained[k] for k in ("drain_ready", "drain_stop", "drain_missing", "drain_left_in_broker")})
         obs["events"] = ledger(ctx.events(), sent, signal_monos, drain_mono=drained["drain_mono"], parked_ids=parked)
+        obs["events"]["left_in_broker"] = drained["drain_left_in_broker"]
         obs["drain_s"] = DRAIN_S
         return obs
 

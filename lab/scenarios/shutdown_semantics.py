@@ -93,14 +93,16 @@ def _fmt(keys: list[str]) -> str:
 
 
 BUCKETS = ("running", "prefetched", "queued", "started_after", "completed", "cut", "failed",
-           "requeued", "parked", "lost", "duplicates")
+           "requeued", "parked", "not_drained", "lost", "duplicates")
 
 
 def classify_tasks(led: dict[str, Any]) -> dict[str, list[str]]:
     """Buckets of task keys. `lost` only when a drain worker ran: ended nowhere, no failure
-    recorded, not parked in the broker's unacked store, not redelivered."""
+    recorded, not parked in the broker's unacked store, not redelivered, and not still in the
+    broker when the drain's bound ran out (`not_drained`: led["left_in_broker"], lab.observers.drain)."""
     keys, s0 = led["keys"], (led["signal_monos"] or [float("inf")])[0]
     drained = led.get("drain_mono") is not None
+    left = set(led.get("left_in_broker") or [])
     out: dict[str, list[str]] = {n: [] for n in BUCKETS}
     for key, row in keys.items():
         before = [m for m in row["w1_starts"] if m < s0]
@@ -121,7 +123,10 @@ def classify_tasks(led: dict[str, Any]) -> dict[str, list[str]]:
             out["requeued"].append(key)
         if row.get("parked"):
             out["parked"].append(key)
-        if drained and not row["w1_ends"] and not row["drain_ends"] and not failed and not row.get("parked"):
+        ended = row["w1_ends"] or row["drain_ends"]
+        if drained and not ended and key in left:
+            out["not_drained"].append(key)
+        elif drained and not ended and not failed and not row.get("parked"):
             out["lost"].append(key)
         if len(row["w1_ends"]) + len(row["drain_ends"]) > 1:
             out["duplicates"].append(key)

@@ -47,8 +47,11 @@ def test_run_cells_records_every_cell(tmp_path):
 
 def test_ctrl_c_keeps_finished_cells_and_leaves_nothing(tmp_path, owner_token):
     run_dir = small_plan(tmp_path, ["solo", "threads", "gevent", "eventlet"])
+    # SIGINT at its default: a suite started from a non-interactive shell's background job inherits it
+    # ignored, and Python then installs no KeyboardInterrupt handler (the Ctrl-C would do nothing)
     proc = subprocess.Popen([sys.executable, "-m", "lab", "run-cells", "--run-dir", str(run_dir),
-                             "--lanes", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             "--lanes", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (run_dir / "results.jsonl").exists():
         time.sleep(0.2)

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("celery", reason="needs Celery: run the suite with `nox -s tests`")
 
-from lab.catalog import PROFILES  # noqa: E402
+from lab.catalog import PROFILES, SOFT_SHUTDOWN_S  # noqa: E402
 from lab.cellrun import run_cell  # noqa: E402
 from lab.matrix import Cell  # noqa: E402
 from lab.results import create_run_dir  # noqa: E402
@@ -50,7 +50,8 @@ def test_shutdown_plan_is_judged_from_observation(tmp_path, hub, pool, profile, 
 @pytest.mark.parametrize("pool", ["prefork", "gevent"])
 def test_soft_shutdown_profile_turns_remap_term_into_a_soft_shutdown(tmp_path, hub, pool):
     """Issue 13, inputs 1-2: the profile's worker_soft_shutdown_timeout makes REMAP_SIGTERM's cold
-    shutdown a soft one, so a prompt exit after the 3 s timeout is not `cold-slow-exit`; a traceback
+    shutdown a soft one, so a prompt exit after the profile's timeout (lab.catalog.SOFT_SHUTDOWN_S) is not
+    `cold-slow-exit`; a traceback
     the worker printed, if any, heads the outcome over the timing symptoms it caused."""
     import celery
     from lab.scenarios.shutdown import soft_shutdown_supported
@@ -64,7 +65,7 @@ def test_soft_shutdown_profile_turns_remap_term_into_a_soft_shutdown(tmp_path, h
                        "namespace": "ss", "profile": PROFILES["soft-shutdown"]})
     outcome = record.outcome
     assert outcome.verdict.value not in ("error", "n/a"), outcome.summary
-    assert outcome.metrics["semantics"] == "soft" and outcome.metrics["soft_timeout_s"] == 3.0
+    assert outcome.metrics["semantics"] == "soft" and outcome.metrics["soft_timeout_s"] == SOFT_SHUTDOWN_S
     assert "stall:cold-slow-exit" not in outcome.finding_keys()
     crashes = [f for f in outcome.findings if f.crash]
     if crashes:
