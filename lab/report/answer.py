@@ -43,14 +43,15 @@ SCALED = {   # metric -> (what it is, the unscaled default it stands for)
     "visibility_timeout_s": ("Redis visibility timeout", "Redis transport default 3600 s (1 h)"),
     "grace_s": ("eviction grace (SIGTERM → SIGKILL)", "terminationGracePeriodSeconds {production_grace_s:.0f} s"),
     "unlock_interval_s": ("chord_unlock poll interval", "Celery default 1 s (not scaled)"),
+    # what the record ran with (the reference ran 3 s; lab.catalog.SOFT_SHUTDOWN_S since 2026-12-04)
+    "soft_shutdown_timeout_s": ("worker_soft_shutdown_timeout", "{stands_soft:.0f} s of a {production_grace_s:.0f} s "
+                                "grace (set per deployment; Celery default 0: off)"),
 }
 MODE_SCALED = {   # mode -> (what the lab set, what it stands for)
     "slow-start": ("worker_proc_alive_timeout 1 s", "Celery default 4 s"),
 }
 PROFILE_SCALED = {
     "retry-on-worker-lost": ("default_retry_delay 1 s", "Celery default 180 s"),
-    "soft-shutdown": ("worker_soft_shutdown_timeout 1 s (15 s of a 60 s grace)", "set per deployment (Celery default 0: off)"),
-    "soft-shutdown+remap-sigterm": ("worker_soft_shutdown_timeout 1 s (15 s of a 60 s grace)", "set per deployment (Celery default 0: off)"),
 }
 
 
@@ -132,7 +133,9 @@ def scaled(entries: list[Entry]) -> list[tuple[str, str, str]]:
             value = _num(metrics, name)
             if value is not None and name not in out:
                 grace = _num(metrics, "production_grace_s") or 60.0
-                out[name] = (what, f"{value:g} s", stands.format(production_grace_s=grace))
+                ratio = grace / (_num(metrics, "grace_s") or grace)  # a value scaled with the grace
+                out[name] = (what, f"{value:g} s", stands.format(production_grace_s=grace,
+                                                                 stands_soft=value * ratio))
         mode = entry.axis("mode")
         if mode in MODE_SCALED and MODE_SCALED[mode][0] not in out:
             used, stands = MODE_SCALED[mode]

@@ -69,7 +69,9 @@ class Eviction(Scenario):
     def run(self, ctx: CellContext) -> dict[str, Any]:
         ctx.worker_env.setdefault("LAB_VISIBILITY_TIMEOUT", str(VISIBILITY_TIMEOUT_S))
         old = ctx.worker("old").start()
+        soft = (ctx.profile.get("settings") or {}).get("worker_soft_shutdown_timeout")
         obs: dict[str, Any] = {"mode": ctx.cell.mode, "vt_s": VISIBILITY_TIMEOUT_S, "long_s": LONG_S,
+                               "soft_shutdown_timeout_s": soft,
                                "plan": PLAN.to_dict(), "ready": old.wait_ready(60)}
         if not obs["ready"]:
             obs.update(exit_observation(old, bound=5.0))
@@ -193,6 +195,7 @@ class Eviction(Scenario):
                    "grace_s": obs["plan"]["grace_s"], "production_grace_s": obs["plan"]["production_grace_s"],
                    "visibility_timeout_s": vt, "budget_s": round(budget, 1), "mode": obs["mode"],
                    "short_acked_before_fault": obs.get("short_acked_before_fault"),
+                   "soft_shutdown_timeout_s": obs.get("soft_shutdown_timeout_s"),
                    "observed_until_s": obs["observed_until_s"], "callbacks_fired": facts["fired"],
                    "long_member_completions": len(obs.get("member_ends", {}).get(LONG_KEY, []))}
         evidence = {"snapshot_after_kill": repr(obs["snapshot_after_kill"]),

@@ -260,3 +260,19 @@ def test_repro_bundle_is_generated_from_the_record_and_runs_without_the_lab(tmp_
         compile(files[name], name, "exec")
     page = next((index.parent / "cells").glob("*.html")).read_text()
     assert f'href="../repro/{bundle.name}/README.md"' in page
+
+
+def test_the_soft_shutdown_timeout_shown_is_the_one_the_record_ran_with():
+    """A record says which worker_soft_shutdown_timeout it ran with (the reference ran 3 s, the
+    catalog now 1 s); the answer's scaled row comes from the record, scaled with the grace."""
+    from lab.report.answer import scaled
+    from lab.report.model import Entry
+
+    record = _record(scenario="eviction", profile="soft-shutdown+remap-sigterm")
+    record.outcome = Outcome(Verdict.PASS, "ok", metrics={"soft_shutdown_timeout_s": 3.0, "grace_s": 4.0,
+                                                          "production_grace_s": 60.0})
+    rows = scaled([Entry(record=record, run=None)])
+    assert ("worker_soft_shutdown_timeout", "3 s",
+            "45 s of a 60 s grace (set per deployment; Celery default 0: off)") in rows
+    record.outcome = Outcome(Verdict.PASS, "ok", metrics={})  # an older record: no row, rather than a wrong one
+    assert not [r for r in scaled([Entry(record=record, run=None)]) if "soft" in r[0]]
