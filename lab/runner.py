@@ -296,7 +296,8 @@ def _run_claimed(run_dir: Path, plan: dict, celery: str | None, only: list[str] 
     lanes = lanes or plan.get("lanes", 2)
     gate = LaneGate(None if lanes == "auto" else int(lanes), auto=lanes == "auto")
     total = len(plan["cells"]) if not only else len(cells) + len(existing)
-    progress = Progress(total, existing, gate.limit, label=f"celery {celery or 'all'}")
+    progress = Progress(total, existing, gate.limit, label=f"celery {celery or 'all'}",
+                        estimates={c.cell_id: cell_estimate(c) for c in cells})
     what = f"{len(pythons)} dependency set(s)" if pythons else f"celery {celery}"
     print(f"{what}: {len(cells)} cell(s) to run in "
           f"{'up to ' + str(gate.limit) + ' lane(s) by load' if gate.auto else str(gate.limit) + ' lane(s)'}; "
